@@ -16,9 +16,9 @@ from typing import Any, Generic, TypeVar
 import openai
 
 from .errors import map_error
-from .types import Decision
+from .types import Decision, DecisionCost, DecisionUsage, Predicted
 
-__all__ = ["AsyncDecisionStream", "DecisionStream", "decision_from_headers"]
+__all__ = ["AsyncDecisionStream", "DecisionStream", "complete_decision", "decision_from_headers"]
 
 ChunkT = TypeVar("ChunkT")
 
@@ -40,7 +40,7 @@ def decision_from_headers(headers: Any) -> Decision | None:
         budget = int(budget_raw) if budget_raw not in (None, "", "none", "None") else None
     except ValueError:
         budget = None
-    return Decision.construct(
+    return Decision(
         decision_id=decision_id,
         model=model,
         backend=headers.get("x-thinkgate-backend") or None,
@@ -48,9 +48,23 @@ def decision_from_headers(headers: Any) -> Decision | None:
     )
 
 
+def complete_decision(value: object) -> Decision | None:
+    """The parsed ``thinkgate`` object as a usable :class:`Decision`, or None if it is not one.
+
+    openai's lenient parser leaves sub-objects the gateway omitted (or sent as
+    null) as None and ignores ``default_factory``; give each decision its own
+    empty ``predicted``/``cost``/``usage`` so attribute access never fails.
+    """
+    if not isinstance(value, Decision):
+        return None
+    for name, cls in (("predicted", Predicted), ("cost", DecisionCost), ("usage", DecisionUsage)):
+        if not isinstance(getattr(value, name, None), cls):
+            setattr(value, name, cls())
+    return value
+
+
 def _chunk_decision(chunk: object) -> Decision | None:
-    decision = getattr(chunk, "thinkgate", None)
-    return decision if isinstance(decision, Decision) else None
+    return complete_decision(getattr(chunk, "thinkgate", None))
 
 
 class _StreamBase(Generic[ChunkT]):

@@ -25,7 +25,7 @@ from ._request import (
     validate_feedback,
 )
 from ._retry import RetryPolicy, call_with_retries
-from ._streaming import DecisionStream, decision_from_headers
+from ._streaming import DecisionStream, complete_decision, decision_from_headers
 from .types import BudgetStatus, ChatCompletion, ChatCompletionChunk, Completion, Decision, FeedbackResult
 
 __all__ = ["Client"]
@@ -51,9 +51,9 @@ def openai_client_options(
 
 
 def finish_completion(result: ChatCompletion | Completion, headers: Any) -> Any:
-    """Fill ``thinkgate`` from the ``X-Thinkgate-*`` headers when the body had none."""
-    if result.thinkgate is None:
-        result.thinkgate = decision_from_headers(headers)
+    """Normalise ``thinkgate``; rebuild it from the ``X-Thinkgate-*`` headers when the body had none."""
+    decision = complete_decision(result.thinkgate)
+    result.thinkgate = decision if decision is not None else decision_from_headers(headers)
     return result
 
 
