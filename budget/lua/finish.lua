@@ -1,0 +1,25 @@
+-- Settle (ARGV[3] == 'settle') or release a reservation.
+-- ARGV: P, rid, mode, actual_n, actual_tokens, keep_s
+-- Returns 1 when applied, 0 when already finished (idempotent no-op), -1 unknown reservation.
+local P, rid, mode = ARGV[1], ARGV[2], ARGV[3]
+local keep_s = tonumber(ARGV[6])
+local rk = P .. 'res:' .. rid
+local r = redis.call('HMGET', rk, 'tenant', 'ws', 'usd_n', 'tokens', 'state')
+if not r[1] then return -1 end
+local uk = P .. 'usage:' .. r[1] .. ':' .. r[2]
+if r[5] == 'open' then
+  redis.call('HINCRBY', uk, 'reserved_n', neg(r[3]))
+  redis.call('HINCRBY', uk, 'reserved_tokens', neg(r[4]))
+  redis.call('ZREM', P .. 'open:' .. r[1], rid)
+elseif not (r[5] == 'expired' and mode == 'settle') then
+  return 0
+end
+if mode == 'settle' then
+  redis.call('HINCRBY', uk, 'spent_n', ARGV[4])
+  redis.call('HINCRBY', uk, 'spent_tokens', ARGV[5])
+  redis.call('HSET', rk, 'state', 'settled', 'actual_n', ARGV[4], 'actual_tokens', ARGV[5])
+else
+  redis.call('HSET', rk, 'state', 'released')
+end
+redis.call('EXPIRE', rk, keep_s)
+return 1

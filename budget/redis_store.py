@@ -1,0 +1,261 @@
+"""Redis ledger store: atomic reserve/settle/release/expire as Lua scripts.
+
+Each mutation is one Lua script (``budget/lua/*.lua``), which Redis runs
+atomically, so several gateway replicas sharing one Redis never overspend a
+tenant together. Window starts are computed by the caller's clock (UTC
+calendar, including month starts, which Lua cannot do cheaply) and passed in;
+replicas therefore need roughly synchronised clocks (NTP). Scripts build key
+names from their arguments, so this store targets a single Redis (or a
+primary with replicas), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import EllipsisType
+from typing import Any
+
+from budget.ledger import (
+    BudgetExceeded,
+    BudgetStatus,
+    Cost,
+    Reservation,
+    Tenant,
+    UnknownReservation,
+    UnknownTenant,
+    all_window_starts,
+    from_nano,
+    hash_api_key,
+    new_api_key,
+    new_id,
+    to_nano,
+    validate_tenant_fields,
+    validate_ttl,
+    window_bounds,
+)
+
+__all__ = ["RedisLedger"]
+
+_LUA_DIR = Path(__file__).with_name("lua")
+_KEEP_S = 7 * 86400  # finished reservations stay this long, so late settles stay idempotent
+
+
+def _script(name: str) -> str:
+    return (_LUA_DIR / "common.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+
+
+def _s(b: Any) -> str:
+    return b.decode() if isinstance(b, bytes) else str(b)
+
+
+def _tenant(tid: str, h: dict[bytes, bytes]) -> Tenant:
+    d = {_s(k): _s(v) for k, v in h.items()}
+    return Tenant(
+        id=tid,
+        name=d["name"],
+        budget_usd=float(d["budget_usd"]) if d.get("budget_usd") else None,
+        budget_tokens=int(d["budget_tokens"]) if d.get("budget_tokens") else None,
+        window=d["window"],
+        policy=d.get("policy", "reject"),
+    )
+
+
+def _tenant_fields(t: Tenant) -> dict[str, str]:
+    return {
+        "name": t.name,
+        "budget_usd": "" if t.budget_usd is None else repr(float(t.budget_usd)),
+        "budget_usd_n": "" if t.budget_usd is None else str(to_nano(t.budget_usd)),
+        "budget_tokens": "" if t.budget_tokens is None else str(int(t.budget_tokens)),
+        "window": t.window,
+        "policy": t.policy,
+    }
+
+
+class RedisLedger:
+    """LedgerStore on Redis (``redis://host:port/db``); ``prefix`` namespaces every key."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tg:",
+        clock: Callable[[], float] = time.time,
+        max_connections: int = 64,
+    ) -> None:
+        import redis.asyncio as aioredis
+
+        self.url = url
+        self.prefix = prefix
+        self._clock = clock
+        # A blocking pool: bursts of concurrent requests queue for a connection
+        # instead of failing once the pool is exhausted.
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
+        self._r = aioredis.Redis.from_pool(pool)
+        self._scripts = {
+            n: self._r.register_script(_script(n))
+            for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")
+        }
+
+    def _starts(self, now: float) -> list[int]:
+        w = all_window_starts(now)
+        return [w["minute"], w["hour"], w["day"], w["month"]]
+
+    async def _tenant_or_raise(self, tid: str) -> Tenant:
+        t = await self.get_tenant(tid)
+        if t is None:
+            raise UnknownTenant(tid)
+        return t
+
+    # -- reservations -------------------------------------------------------
+
+    async def reserve(self, tenant_id: str, cost: Cost, ttl_s: float = 600.0) -> Reservation:
+        """Atomically hold ``cost`` against the tenant's current window; raises BudgetExceeded."""
+        cost.validate()
+        validate_ttl(ttl_s)
+        now = self._clock()
+        rid = new_id("r")
+        res = await self._scripts["reserve"](
+            args=[self.prefix, tenant_id, rid, to_nano(cost.usd), cost.tokens, repr(now), repr(now + ttl_s),
+                  _KEEP_S, *self._starts(now)]
+        )
+        code = int(res[0])
+        if code == 1:
+            return Reservation(rid, tenant_id, cost, now, now + ttl_s)
+        if code == -1:
+            raise UnknownTenant(tenant_id)
+        t = await self._tenant_or_raise(tenant_id)
+        budget = _s(res[1])
+        _, reset = window_bounds(t.window, now)
+        retry = None if reset is None else max(0.0, reset - now)
+        limit, spent, reserved = int(_s(res[2])), int(_s(res[3])), int(_s(res[4]))
+        if budget == "usd":
+            raise BudgetExceeded(tenant_id, "usd", t.window, from_nano(limit), from_nano(spent),
+                                 from_nano(reserved), cost.usd, retry)
+        raise BudgetExceeded(tenant_id, "tokens", t.window, limit, spent, reserved, cost.tokens, retry)
+
+    async def settle(self, reservation_id: str, actual: Cost) -> None:
+        """Record the actual spend exactly once; a no-op on settled or released reservations."""
+        actual.validate("actual")
+        await self._finish(reservation_id, "settle", actual)
+
+    async def release(self, reservation_id: str) -> None:
+        """Drop an open reservation; a no-op when it is already settled, released or expired."""
+        await self._finish(reservation_id, "release", Cost())
+
+    async def _finish(self, rid: str, mode: str, actual: Cost) -> None:
+        code = await self._scripts["finish"](
+            args=[self.prefix, rid, mode, to_nano(actual.usd), actual.tokens, _KEEP_S]
+        )
+        if int(code) == -1:
+            raise UnknownReservation(rid)
+
+    async def expire_stale(self, now: float | None = None) -> int:
+        """Expire every open reservation whose deadline is <= now; returns the count."""
+        now = self._clock() if now is None else now
+        return int(await self._scripts["expire"](args=[self.prefix, repr(now), _KEEP_S]))
+
+    async def status(self, tenant_id: str) -> BudgetStatus:
+        """Usage of the tenant's current window, after expiring its stale reservations."""
+        now = self._clock()
+        res = await self._scripts["status"](args=[self.prefix, tenant_id, repr(now), _KEEP_S, *self._starts(now)])
+        if not res:
+            raise UnknownTenant(tenant_id)
+        window, busd, btok, _ws, sn, st, rn, rt = (_s(x) for x in res)
+        start, reset = window_bounds(window, now)
+        return BudgetStatus(
+            tenant_id, window, start, reset,
+            float(busd) if busd else None, int(btok) if btok else None,
+            from_nano(int(sn)), int(st), from_nano(int(rn)), int(rt),
+        )
+
+    # -- tenants ------------------------------------------------------------
+
+    async def add_tenant(
+        self,
+        name: str,
+        *,
+        budget_usd: float | None,
+        budget_tokens: int | None,
+        window: str,
+        policy: str = "reject",
+        api_key: str | None = None,
+    ) -> tuple[Tenant, str]:
+        """Create a tenant (names are unique); returns it and the plaintext key, shown once."""
+        validate_tenant_fields(name=name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
+        key = api_key if api_key is not None else new_api_key()
+        if not key:
+            raise ValueError("api_key: must be non-empty")
+        t = Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window, policy)
+        fields = _tenant_fields(t) | {"created_at": repr(self._clock())}
+        flat = [x for kv in fields.items() for x in kv]
+        res = _s(await self._scripts["add_tenant"](args=[self.prefix, t.id, name, hash_api_key(key), *flat]))
+        if res == "name":
+            raise ValueError(f"name: a tenant named {name!r} already exists")
+        if res == "api_key":
+            raise ValueError("api_key: already assigned to a tenant")
+        return t, key
+
+    async def tenant_for_key(self, api_key: str) -> Tenant | None:
+        """Look a tenant up by the sha256 of its key."""
+        tid = await self._r.get(self.prefix + "key:" + hash_api_key(api_key))
+        return None if tid is None else await self.get_tenant(_s(tid))
+
+    async def get_tenant(self, tenant_id: str) -> Tenant | None:
+        """The tenant with that id, or None."""
+        h = await self._r.hgetall(self.prefix + "tenant:" + tenant_id)
+        return _tenant(tenant_id, h) if h else None
+
+    async def list_tenants(self) -> list[Tenant]:
+        """All tenants ordered by name."""
+        ids = sorted(_s(x) for x in await self._r.smembers(self.prefix + "tenants"))
+        out = [t for t in [await self.get_tenant(i) for i in ids] if t is not None]
+        return sorted(out, key=lambda t: t.name)
+
+    async def set_budget(
+        self,
+        tenant_id: str,
+        *,
+        budget_usd: float | None | EllipsisType = ...,
+        budget_tokens: int | None | EllipsisType = ...,
+        window: str | None = None,
+        policy: str | None = None,
+    ) -> Tenant:
+        """Update budgets (``...`` keeps, None = unlimited), window or policy; returns the new tenant."""
+        validate_tenant_fields(budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
+        t = await self._tenant_or_raise(tenant_id)
+        new = Tenant(
+            t.id, t.name,
+            t.budget_usd if budget_usd is ... else (None if budget_usd is None else float(budget_usd)),
+            t.budget_tokens if budget_tokens is ... else budget_tokens,
+            window or t.window, policy or t.policy,
+        )
+        # One HSET is atomic; concurrent set_budget calls are last-writer-wins.
+        await self._r.hset(self.prefix + "tenant:" + tenant_id, mapping=_tenant_fields(new))
+        return new
+
+    # -- stats --------------------------------------------------------------
+
+    async def stats_add(self, key: str, values: Sequence[float]) -> None:
+        """Atomic element-wise add; the vector is created as zeros of ``len(values)``."""
+        import redis.exceptions
+
+        vals = [repr(float(x)) for x in values]
+        try:
+            await self._scripts["stats_add"](args=[self.prefix, key, *vals])
+        except redis.exceptions.ResponseError as exc:
+            if "stored length" in str(exc):
+                raise ValueError(f"values: {exc} of {key!r}") from exc
+            raise
+
+    async def stats_get(self, key: str) -> list[float] | None:
+        """The stored vector, or None."""
+        h = {_s(k): _s(v) for k, v in (await self._r.hgetall(self.prefix + "stats:" + key)).items()}
+        if not h:
+            return None
+        return [float(h[str(i)]) for i in range(int(h["n"]))]
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._r.aclose()
