@@ -12,7 +12,13 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from evals.extract import extract_answer, extract_boxed, extract_gsm8k_marker, extract_last_number, parse_number
+from evals.extract import (
+    extract_answer,
+    extract_boxed,
+    extract_gsm8k_marker,
+    extract_last_number,
+    parse_number,
+)
 from evals.mathnorm import math_equal
 
 __all__ = [

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ __all__ = [
     "non_decreasing_hull",
     "pareto_front",
     "regret",
+    "reliability_bins",
     "tep",
 ]
 
@@ -183,3 +185,28 @@ def budget_utilisation(spent: float, budget: float) -> float:
 def regret(value: float, optimum: float) -> float:
     """Shortfall against the offline optimum at the same budget (``optimum - value``, >= 0 if optimal)."""
     return optimum - value
+
+
+def reliability_bins(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability-diagram data: per equal-width bin of predicted p, mean p, mean outcome and count; plus ECE.
+
+    ``y`` may be fractional (mean score); empty bins are dropped.
+    """
+    p = np.asarray(p, dtype=np.float64).ravel()
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if p.shape != y.shape or p.size == 0:
+        raise ValueError("p: must be a non-empty array shaped like y")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    out: dict[str, Any] = {"mean_p": [], "mean_y": [], "count": []}
+    ece = 0.0
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            mp, my, n = float(p[mask].mean()), float(y[mask].mean()), int(mask.sum())
+            out["mean_p"].append(mp)
+            out["mean_y"].append(my)
+            out["count"].append(n)
+            ece += n / p.size * abs(mp - my)
+    out["ece"] = ece
+    return out

@@ -10,6 +10,7 @@ predictor is given) predictor-ranked routers. The result is one JSON-ready dict.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -121,6 +122,11 @@ def run_replay(
     the cheapest option; only with token counts).
     """
     ctx = ctx or ReplayContext()
+    predicted = None
+    if ctx.predictor is not None:
+        # Predict once; every predictor strategy and the calibration reuse it.
+        predicted = ctx.predictor(table)
+        ctx = dataclasses.replace(ctx, predictor=lambda _t: predicted)
     choices: list[Choice] = []
     for name in strategies:
         choices.extend(get_strategy(name)(table, ctx))
@@ -153,10 +159,10 @@ def run_replay(
         "oracle": table.scores[:, j_strong] - table.scores[:, j_weak],
         "random": None,
     }
-    if ctx.predictor is not None:
-        values, _ = ctx.predictor(table)
-        values = np.asarray(values, dtype=np.float64)
+    if predicted is not None:
+        values = np.asarray(predicted[0], dtype=np.float64)
         scorers[ctx.predictor_name] = values[:, j_strong] - values[:, j_weak]
+        report["calibration"] = metrics.reliability_bins(values, table.scores)
     if j_strong != j_weak:
         report["pair"] = _pair_metrics(table, j_strong, j_weak, scorers)
     tokens = table.tokens
