@@ -27,7 +27,8 @@ def decision_from_headers(headers: Any) -> Decision | None:
     """A partial :class:`Decision` from the ``X-Thinkgate-*`` headers, or None if absent.
 
     Used when the body carries no ``thinkgate`` object; only ``decision_id``,
-    ``model``, ``backend`` and ``thinking_budget`` are known from headers.
+    ``model``, ``backend``, ``thinking_budget`` (``unlimited`` -> None) and
+    ``mode`` are known from headers.
     """
     if headers is None:
         return None
@@ -35,16 +36,17 @@ def decision_from_headers(headers: Any) -> Decision | None:
     model = headers.get("x-thinkgate-model")
     if not decision_id or not model:
         return None
-    budget_raw = headers.get("x-thinkgate-thinking-budget")
+    budget: int | None
     try:
-        budget = int(budget_raw) if budget_raw not in (None, "", "none", "None") else None
-    except ValueError:
+        budget = int(headers.get("x-thinkgate-thinking-budget") or "")
+    except ValueError:  # "unlimited", absent or garbled: no known cap
         budget = None
     return Decision(
         decision_id=decision_id,
         model=model,
         backend=headers.get("x-thinkgate-backend") or None,
         thinking_budget=budget,
+        mode=headers.get("x-thinkgate-mode") or None,
     )
 
 

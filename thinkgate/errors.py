@@ -11,6 +11,7 @@ new code can catch ``thinkgate.BudgetExceeded``::
         └── APIStatusError (openai.APIStatusError)      any other 4xx/5xx, e.g. 413
             ├── InvalidRequest (openai.BadRequestError)         400, ``param`` names the field
             ├── AuthenticationError (openai.AuthenticationError) 401
+            ├── PermissionDenied (openai.PermissionDeniedError)  403
             ├── NotFound (openai.NotFoundError)                  404, unknown model/decision
             ├── RateLimited (openai.RateLimitError)              429
             │   └── BudgetExceeded                               429 ``budget_exceeded``, ``retry_after``
@@ -39,6 +40,7 @@ __all__ = [
     "BudgetExceeded",
     "InvalidRequest",
     "NotFound",
+    "PermissionDenied",
     "RateLimited",
     "ServerError",
     "ThinkgateError",
@@ -76,6 +78,10 @@ class InvalidRequest(APIStatusError, openai.BadRequestError):
 
 class AuthenticationError(APIStatusError, openai.AuthenticationError):
     """401: the API key is missing or unknown to the gateway."""
+
+
+class PermissionDenied(APIStatusError, openai.PermissionDeniedError):
+    """403: the key is valid but not allowed to do this (e.g. use that model)."""
 
 
 class NotFound(APIStatusError, openai.NotFoundError):
@@ -148,6 +154,8 @@ def _status_class(status: int, code: str | None, err_type: str | None) -> type[A
         return InvalidRequest
     if status == 401:
         return AuthenticationError
+    if status == 403:
+        return PermissionDenied
     if status == 404:
         return NotFound
     if status == 429:

@@ -26,6 +26,7 @@ HEADERS = {
     "x-thinkgate-model": "qwen3-1.7b",
     "x-thinkgate-backend": "cpu-0",
     "x-thinkgate-thinking-budget": "1024",
+    "x-thinkgate-mode": "hard",
 }
 MSG = [{"role": "user", "content": "2+2?"}]
 
@@ -158,7 +159,24 @@ def test_decision_falls_back_to_headers_when_body_has_none() -> None:
         "cpu-0",
         1024,
     )
+    assert decision.mode == "hard"
     assert decision.usage.thinking_tokens is None
+
+
+def test_unlimited_budget_header_means_none() -> None:
+    from thinkgate._streaming import decision_from_headers
+
+    decision = decision_from_headers(
+        httpx2.Headers(
+            {
+                "x-thinkgate-decision-id": "d",
+                "x-thinkgate-model": "m",
+                "x-thinkgate-thinking-budget": "unlimited",
+            }
+        )
+    )
+    assert decision is not None and decision.thinking_budget is None
+    assert decision_from_headers(httpx2.Headers({"x-thinkgate-model": "m"})) is None
 
 
 def test_minimal_decision_gets_empty_sub_objects() -> None:
