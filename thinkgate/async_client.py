@@ -7,10 +7,12 @@ Same arguments, same results, awaited; streams are async iterators
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import inspect
 import random
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, overload
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import openai
 
@@ -21,6 +23,11 @@ from .client import finish_completion, openai_client_options
 from .types import BudgetStatus, ChatCompletion, ChatCompletionChunk, Completion, Decision, FeedbackResult
 
 __all__ = ["AsyncClient"]
+
+if TYPE_CHECKING:
+    import httpx2
+
+T = TypeVar("T")
 
 
 async def _parse(raw: Any, to: Any) -> Any:
@@ -193,8 +200,8 @@ class AsyncClient:
         api_key: str | None = None,
         max_retries: int = 2,
         retry_policy: RetryPolicy | None = None,
-        timeout: float | None = None,
-        http_client: Any | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+        http_client: httpx2.AsyncClient | None = None,
         **openai_options: Any,
     ) -> None:
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy(max_retries=max_retries)
@@ -207,20 +214,45 @@ class AsyncClient:
         )
         if http_client is not None:
             options["http_client"] = http_client
-        self.openai: openai.AsyncOpenAI = openai.AsyncOpenAI(**options)
-        """The wrapped openai client, for anything the SDK does not wrap."""
-        self._once = self.openai.with_options(max_retries=0)
+        self._bind(openai.AsyncOpenAI(**options))
+        # Indirections so tests can run the retry loop without sleeping.
         self._sleep = asyncio.sleep
         self._rng = random.random
+
+    def _bind(self, client: openai.AsyncOpenAI) -> None:
+        self.openai: openai.AsyncOpenAI = client
+        """The wrapped openai client, for anything the SDK does not wrap."""
+        # One HTTP attempt per call: the retry loop is ours (same connection pool).
+        self._once = client.with_options(max_retries=0)
         self.chat = _AsyncChatNamespace(self)
         self.completions = _AsyncCompletionsNamespace(self)
+
+    def with_options(
+        self,
+        *,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **openai_options: Any,
+    ) -> AsyncClient:
+        """A copy with some options changed (e.g. ``timeout=5``), sharing the connection pool.
+
+        Any ``openai`` client option may be given; ``max_retries`` replaces the
+        retry count of the current policy, ``retry_policy`` the whole policy.
+        """
+        policy = retry_policy or self.retry_policy
+        if retry_policy is None and max_retries is not None:
+            policy = dataclasses.replace(self.retry_policy, max_retries=max_retries)
+        new = copy.copy(self)
+        new.retry_policy = policy
+        new._bind(self.openai.with_options(max_retries=policy.max_retries, **openai_options))
+        return new
 
     @property
     def base_url(self) -> str:
         """The gateway's API root, e.g. ``http://127.0.0.1:8000/v1/``."""
         return str(self.openai.base_url)
 
-    async def _send(self, attempt: Any) -> Any:
+    async def _send(self, attempt: Callable[[], Awaitable[T]]) -> T:
         return await acall_with_retries(attempt, self.retry_policy, sleep=self._sleep, rng=self._rng)
 
     async def feedback(self, decision_id: str | Decision, score: float) -> FeedbackResult:

@@ -10,10 +10,12 @@ still works on the same object: ``client.chat.completions.create(...)``,
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import random
 import time
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import openai
 
@@ -30,13 +32,18 @@ from .types import BudgetStatus, ChatCompletion, ChatCompletionChunk, Completion
 
 __all__ = ["Client"]
 
+if TYPE_CHECKING:
+    import httpx2
+
+T = TypeVar("T")
+
 
 def openai_client_options(
     *,
     base_url: str | None,
     api_key: str | None,
     retry_policy: RetryPolicy,
-    timeout: float | None,
+    timeout: float | httpx2.Timeout | None,
     extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Constructor arguments for the wrapped ``openai.OpenAI``/``AsyncOpenAI``."""
@@ -238,8 +245,8 @@ class Client:
         api_key: str | None = None,
         max_retries: int = 2,
         retry_policy: RetryPolicy | None = None,
-        timeout: float | None = None,
-        http_client: Any | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+        http_client: httpx2.Client | None = None,
         **openai_options: Any,
     ) -> None:
         self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy(max_retries=max_retries)
@@ -252,22 +259,45 @@ class Client:
         )
         if http_client is not None:
             options["http_client"] = http_client
-        self.openai: openai.OpenAI = openai.OpenAI(**options)
-        """The wrapped openai client, for anything the SDK does not wrap."""
-        # One HTTP attempt per call: the retry loop is ours (same connection pool).
-        self._once = self.openai.with_options(max_retries=0)
+        self._bind(openai.OpenAI(**options))
         # Indirections so tests can run the retry loop without sleeping.
         self._sleep = time.sleep
         self._rng = random.random
+
+    def _bind(self, client: openai.OpenAI) -> None:
+        self.openai: openai.OpenAI = client
+        """The wrapped openai client, for anything the SDK does not wrap."""
+        # One HTTP attempt per call: the retry loop is ours (same connection pool).
+        self._once = client.with_options(max_retries=0)
         self.chat = _ChatNamespace(self)
         self.completions = _CompletionsNamespace(self)
+
+    def with_options(
+        self,
+        *,
+        max_retries: int | None = None,
+        retry_policy: RetryPolicy | None = None,
+        **openai_options: Any,
+    ) -> Client:
+        """A copy with some options changed (e.g. ``timeout=5``), sharing the connection pool.
+
+        Any ``openai`` client option may be given; ``max_retries`` replaces the
+        retry count of the current policy, ``retry_policy`` the whole policy.
+        """
+        policy = retry_policy or self.retry_policy
+        if retry_policy is None and max_retries is not None:
+            policy = dataclasses.replace(self.retry_policy, max_retries=max_retries)
+        new = copy.copy(self)
+        new.retry_policy = policy
+        new._bind(self.openai.with_options(max_retries=policy.max_retries, **openai_options))
+        return new
 
     @property
     def base_url(self) -> str:
         """The gateway's API root, e.g. ``http://127.0.0.1:8000/v1/``."""
         return str(self.openai.base_url)
 
-    def _send(self, attempt: Any) -> Any:
+    def _send(self, attempt: Callable[[], T]) -> T:
         return call_with_retries(attempt, self.retry_policy, sleep=self._sleep, rng=self._rng)
 
     def feedback(self, decision_id: str | Decision, score: float) -> FeedbackResult:

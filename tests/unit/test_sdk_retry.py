@@ -222,3 +222,18 @@ async def test_async_client_retries_with_the_same_policy() -> None:
     with pytest.raises(thinkgate.InvalidRequest):
         await client2.chat(MSG)
     assert script.calls == 1
+
+
+def test_with_options_copies_client_with_new_retry_count() -> None:
+    script = Script(status(500))
+    sleeps: list[float] = []
+    base = client_for(script, sleeps)
+    quick = base.with_options(max_retries=0, timeout=3.0)
+    assert quick.retry_policy.max_retries == 0
+    assert base.retry_policy.max_retries == 2  # the original is unchanged
+    assert quick.openai.timeout == 3.0
+    assert quick.openai._client is base.openai._client  # same connection pool
+    with pytest.raises(thinkgate.ServerError):
+        quick.chat(MSG)
+    assert script.calls == 1
+    assert sleeps == []
