@@ -309,14 +309,15 @@ def brute_force(
     import itertools
 
     v, c = as_instance(values, costs)
-    best: tuple[float, tuple[int, ...]] | None = None
-    for combo in itertools.product(*(range(v.shape[1]) for _ in range(v.shape[0]))):
-        ch = np.array(combo, dtype=np.int64)
-        val, cost = _totals(v, c, ch)
-        if cost <= capacity + 1e-9 and (best is None or val > best[0] + 1e-12):
-            best = (val, combo)
-    if best is None:
+    n_classes, width = v.shape
+    combos = np.array(list(itertools.product(range(width), repeat=n_classes)), dtype=np.int64).reshape(-1, n_classes)
+    rows = np.arange(n_classes)
+    tot_v = v[rows, combos].sum(axis=1)
+    tot_c = c[rows, combos].sum(axis=1)
+    ok = tot_c <= capacity
+    if not ok.any():
         return None
-    ch = np.array(best[1], dtype=np.int64)
+    best = int(np.flatnonzero(ok)[np.argmax(tot_v[ok])])
+    ch = combos[best]
     val, cost = _totals(v, c, ch)
     return MCKPSolution(ch, val, cost, lp_bound=val, lam=float("nan"))
