@@ -1,0 +1,118 @@
+"""thinkgate's FastAPI app: ``create_app(settings)``.
+
+The request path (DESIGN.md): validate -> decide (router/ policy over a frozen
+snapshot) -> admit (budget hook) -> upstream (one pooled client, failover
+before the first byte) -> settle -> respond with the ``thinkgate`` object.
+The completions hot path is raw ASGI (``thinkgate/gateway/hotpath.py``); the
+other endpoints are FastAPI routes (``thinkgate/gateway/routes.py``).
+Everything stateful is built in the lifespan, nothing at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from fastapi import FastAPI
+
+from router.pool import BackendPool, Replica
+from router.seam import make_policy
+from thinkgate.config import Settings
+from thinkgate.gateway.hooks import Admission, NullAdmission
+from thinkgate.gateway.hotpath import HotPath
+from thinkgate.gateway.metrics import Metrics
+from thinkgate.gateway.proxy import Upstream, make_session
+
+__all__ = ["create_app", "Gateway"]
+
+
+class Gateway:
+    """The per-app state: backend pool, policy, metrics, admission, upstream client."""
+
+    def __init__(self, settings: Settings, admission: Admission | None = None) -> None:
+        self.settings = settings
+        g, r = settings.gateway, settings.router
+        self.pool = BackendPool(
+            (Replica(name=b.name, url=b.url, model=b.model, price_input_per_m=b.price_input_per_m,
+                     price_output_per_m=b.price_output_per_m, enforces_thinking_budget=b.enforces_thinking_budget,
+                     guidance=b.guidance, reasoning_parser=b.reasoning_parser, api_key=b.api_key)
+             for b in settings.backends),
+            aliases=g.aliases,
+        )
+        self.policy = make_policy(r.strategy, default_model=r.default_model,
+                                  default_thinking_budget=r.default_thinking_budget,
+                                  default_max_tokens=r.default_max_tokens, guidance_mode=r.guidance_mode)
+        self.metrics = Metrics()
+        self.admission: Admission = admission or NullAdmission()
+        self.session: aiohttp.ClientSession | None = None
+        self.upstream: Upstream | None = None
+        self._health_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the upstream client and the admission store; run a first health check."""
+        g = self.settings.gateway
+        self.session = make_session(g.connect_timeout_s, g.read_timeout_s, g.max_connections)
+        self.upstream = Upstream(self.session, self.pool)
+        await self.admission.start()
+        await self.check_health()
+        self._health_task = asyncio.create_task(self._health_loop())
+
+    async def stop(self) -> None:
+        if self._health_task:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.admission.stop()
+        if self.session:
+            await self.session.close()
+
+    async def check_health(self) -> None:
+        """Probe every replica's ``/health`` once, concurrently."""
+        session = self.session
+        assert session is not None
+        timeout = aiohttp.ClientTimeout(total=self.settings.gateway.health_timeout_s)
+
+        async def probe(rep: Replica) -> None:
+            try:
+                async with session.get(rep.url + "/health", timeout=timeout) as resp:
+                    ok = resp.status == 200
+                    err = None if ok else f"HTTP {resp.status}"
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                ok, err = False, f"{type(exc).__name__}: {exc}"
+            self.pool.mark(rep, ok, err)
+            self.metrics.healthy.labels(rep.name).set(1 if ok else 0)
+
+        await asyncio.gather(*(probe(r) for r in self.pool.replicas.values()))
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.gateway.health_interval_s)
+            with contextlib.suppress(Exception):  # the loop must survive anything
+                await self.check_health()
+
+
+def create_app(settings: Settings | None = None, *, admission: Admission | None = None) -> FastAPI:
+    """Build the gateway app. ``settings`` defaults to :func:`thinkgate.config.load_settings`."""
+    if settings is None:
+        from thinkgate.config import load_settings
+
+        settings = load_settings()
+    gw = Gateway(settings, admission)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(title="thinkgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gateway = gw
+    from thinkgate.gateway.routes import install
+
+    install(app, gw)
+    app.add_middleware(HotPath, gateway=gw)
+    return app

@@ -1,0 +1,240 @@
+"""The completions hot path as raw ASGI.
+
+``POST /v1/chat/completions`` and ``POST /v1/completions`` bypass FastAPI's
+routing and request objects (a pure ASGI middleware hands them here); every
+other route stays on FastAPI. This keeps the gateway's added latency under a
+millisecond (``bench/proxy_overhead.py``).
+
+A watcher task listens for ``http.disconnect`` while the request is served and
+cancels the handler when the client goes away; the cancellation closes the
+upstream connection, which makes vLLM abort the generation (no orphan work).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import orjson
+
+from router.seam import NoModelAvailable, UnknownModel
+from thinkgate.gateway import errors as E
+from thinkgate.gateway.pipeline import (
+    Outcome,
+    cost_usd,
+    decision_headers,
+    request_view,
+    thinkgate_object,
+    upstream_body,
+)
+from thinkgate.gateway.proxy import SSERelay, Usage
+from thinkgate.gateway.validate import Endpoint, ParsedRequest, parse_body
+
+if TYPE_CHECKING:
+    from router.pool import Replica
+    from server import Gateway
+
+HOT_PATHS: dict[str, Endpoint] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+_JSON_HDR = (b"content-type", b"application/json")
+_SSE_HDRS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+Send = Any
+Receive = Any
+
+
+def _hdrs(d: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode(), v.encode()) for k, v in d.items()]
+
+
+async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [_JSON_HDR, (b"content-length", str(len(body)).encode()), *_hdrs(headers)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class HotPath:
+    """Pure ASGI middleware: completions go to the gateway's handler, the rest to FastAPI."""
+
+    def __init__(self, app: Any, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = HOT_PATHS.get(scope["path"])
+            if endpoint is not None:
+                await serve_completion(self.gateway, scope, receive, send, endpoint)
+                return
+        await self.app(scope, receive, send)
+
+
+async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive, send: Send,
+                           endpoint: Endpoint) -> None:
+    """Serve one completion request end to end; never raises to the server."""
+    t0 = time.perf_counter()
+    headers = dict(scope["headers"])
+    rid = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+    route = scope["path"]
+    started = [False]
+
+    async def tracked_send(msg: dict[str, Any]) -> None:
+        if msg["type"] == "http.response.start":
+            started[0] = True
+        await send(msg)
+
+    watcher: asyncio.Task[None] | None = None
+    try:
+        raw = await _read_body(receive, headers, gw.settings.gateway.max_body_bytes)
+        # From here on the client can only send a disconnect: watch for it.
+        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, asyncio.current_task()))
+        await _complete(gw, raw, headers, endpoint, route, rid, t0, tracked_send)
+    except E.GatewayError as exc:
+        gw.metrics.requests.labels(route, str(exc.status), "").inc()
+        gw.metrics.errors.labels(route, str(exc.status), exc.type).inc()
+        if not started[0]:
+            await send_json(send, exc.status, orjson.dumps(exc.body()), {"x-request-id": rid, **exc.headers})
+    except asyncio.CancelledError:
+        if watcher is None or not watcher.done():
+            raise  # server shutdown, not a client disconnect
+        gw.metrics.requests.labels(route, "499", "").inc()
+    except Exception as exc:  # noqa: BLE001 - the server must stay up
+        gw.metrics.errors.labels(route, "500", "server_error").inc()
+        if not started[0]:
+            err = E.GatewayError(f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
+            await send_json(send, 500, orjson.dumps(err.body()), {"x-request-id": rid})
+    finally:
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
+    cl = headers.get(b"content-length")
+    if cl is not None and cl.isdigit() and int(cl) > limit:
+        raise E.BodyTooLarge(f"request body of {int(cl)} bytes exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise E.BodyTooLarge(f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+        if not msg.get("more_body", False):
+            return b"".join(chunks) if len(chunks) > 1 else chunk
+
+
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            if task is not None:
+                task.cancel()
+            return
+
+
+async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoint: Endpoint, route: str,
+                    rid: str, t0: float, send: Send) -> None:
+    auth = headers.get(b"authorization")
+    tenant = await gw.admission.authenticate(auth.decode("latin-1") if auth else None)
+    req = parse_body(raw, endpoint, gw.settings.gateway.aliases[0])
+    snapshot = gw.pool.snapshot()
+    try:
+        decision = gw.policy.decide(request_view(req, tenant), snapshot)
+    except UnknownModel as exc:
+        raise E.ModelNotFound(str(exc), param="model") from None
+    except NoModelAvailable as exc:
+        raise E.NoBackend(str(exc)) from None
+    out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
+    await gw.admission.admit(tenant, req, out, snapshot)
+    settled = False
+    try:
+        body = orjson.dumps(upstream_body(req, decision))
+        assert gw.upstream is not None
+        replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
+        out.backend = replica.name
+        inflight = gw.metrics.inflight.labels(replica.name)
+        inflight.inc()
+        completed = False
+        try:
+            if resp.status != 200:
+                raw_err = await resp.read()
+                gw.metrics.requests.labels(route, str(resp.status), replica.name).inc()
+                gw.metrics.errors.labels(route, str(resp.status), "upstream").inc()
+                # vLLM's 4xx (e.g. a validate_params ValueError) reaches the client unchanged.
+                await send_json(send, resp.status, raw_err, {"x-request-id": rid, "x-thinkgate-backend": replica.name})
+                completed = True
+                return
+            if req.stream:
+                await _relay_stream(gw, req, out, replica, resp, route, rid, t0, send)
+            else:
+                await _relay_json(gw, out, replica, resp, route, rid, t0, send)
+            completed = True
+        finally:
+            if completed:
+                resp.release()
+            else:
+                resp.close()  # drop the connection: vLLM aborts the generation
+            gw.pool.release(replica)
+            inflight.dec()
+            if not completed:
+                out.extra["aborted"] = True
+            await asyncio.shield(gw.admission.settle(tenant, out))
+            settled = True
+    finally:
+        if not settled:
+            await asyncio.shield(gw.admission.settle(tenant, out))
+
+
+def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -> None:
+    out.usage = usage
+    if usage is None:
+        return
+    out.actual_usd = cost_usd(usage, replica.price_input_per_m, replica.price_output_per_m)
+    tok = gw.metrics.tokens
+    tok.labels("prompt", replica.name).inc(usage.prompt_tokens)
+    tok.labels("thinking", replica.name).inc(usage.thinking_tokens or 0)
+    tok.labels("answer", replica.name).inc(usage.answer_tokens)
+
+
+async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp.ClientResponse, route: str,
+                      rid: str, t0: float, send: Send) -> None:
+    raw = await resp.read()
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise E.BadGateway(f"backend {replica.name} returned invalid JSON") from None
+    _account(gw, out, replica, Usage.parse(obj.get("usage")))
+    obj["thinkgate"] = thinkgate_object(out)
+    await send_json(send, 200, orjson.dumps(obj), decision_headers(out, rid))
+    gw.metrics.requests.labels(route, "200", replica.name).inc()
+    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+
+
+async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
+                        resp: aiohttp.ClientResponse, route: str, rid: str, t0: float, send: Send) -> None:
+    relay = SSERelay(req.include_usage)
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [*_SSE_HDRS, *_hdrs(decision_headers(out, rid))]})
+    first = True
+    async for data in resp.content.iter_any():
+        chunk = relay.feed(data)
+        if chunk:
+            if first and relay.saw_token:
+                first = False
+                gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    tail = relay.tail()
+    _account(gw, out, replica, relay.usage)
+    obj_name = "chat.completion.chunk" if req.endpoint == "chat" else "text_completion"
+    final = {"id": relay.last_chunk_id or out.decision_id, "object": obj_name,
+             "created": relay.created or int(time.time()), "model": relay.model or out.decision.model,
+             "choices": [], "thinkgate": thinkgate_object(out)}
+    await send({"type": "http.response.body", "body": tail + b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
+    gw.metrics.requests.labels(route, "200", replica.name).inc()
+    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
