@@ -22,8 +22,8 @@ __all__ = [
     "validate_feedback",
 ]
 
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
-"""Where ``thinkgate serve`` listens by default."""
+DEFAULT_BASE_URL = "http://127.0.0.1:8080/v1"
+"""Where ``thinkgate serve`` listens by default (gateway.host/port in thinkgate.toml)."""
 
 
 def _is_number(value: object) -> bool:
@@ -114,10 +114,10 @@ def build_call_kwargs(
 
 
 def resolve_base_url(base_url: str | None) -> str:
-    """The gateway's API root from the argument, else ``THINKGATE_BASE_URL``, else localhost:8000.
+    """The gateway's API root from the argument, else ``THINKGATE_BASE_URL``, else localhost:8080.
 
-    A URL without a ``/v1`` path gets one appended, so ``http://host:8000``
-    and ``http://host:8000/v1`` both work. Raises ``ValueError`` for a URL
+    A URL without a ``/v1`` path gets one appended, so ``http://host:8080``
+    and ``http://host:8080/v1`` both work. Raises ``ValueError`` for a URL
     that is not http(s).
     """
     source = "base_url"

@@ -249,7 +249,7 @@ class AsyncClient:
 
     @property
     def base_url(self) -> str:
-        """The gateway's API root, e.g. ``http://127.0.0.1:8000/v1/``."""
+        """The gateway's API root, e.g. ``http://127.0.0.1:8080/v1/``."""
         return str(self.openai.base_url)
 
     async def _send(self, attempt: Callable[[], Awaitable[T]]) -> T:

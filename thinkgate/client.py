@@ -227,7 +227,7 @@ class _CompletionsNamespace:
 class Client:
     """Synchronous thinkgate client.
 
-    ``base_url`` defaults to ``THINKGATE_BASE_URL`` (else ``http://127.0.0.1:8000/v1``;
+    ``base_url`` defaults to ``THINKGATE_BASE_URL`` (else ``http://127.0.0.1:8080/v1``;
     ``/v1`` is appended when missing), ``api_key`` to ``THINKGATE_API_KEY``.
     ``max_retries`` (default 2) or a full ``retry_policy`` sets how failed
     requests are retried (``retry_policy`` wins when both are given).
@@ -294,7 +294,7 @@ class Client:
 
     @property
     def base_url(self) -> str:
-        """The gateway's API root, e.g. ``http://127.0.0.1:8000/v1/``."""
+        """The gateway's API root, e.g. ``http://127.0.0.1:8080/v1/``."""
         return str(self.openai.base_url)
 
     def _send(self, attempt: Callable[[], T]) -> T:

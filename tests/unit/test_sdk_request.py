@@ -180,7 +180,7 @@ def test_missing_api_key_and_bad_url_are_clear_errors(monkeypatch: pytest.Monkey
         thinkgate.Client()
     with pytest.raises(ValueError, match="base_url"):
         thinkgate.Client(base_url="gateway:8000", api_key="k")
-    assert resolve_base_url(None) == "http://127.0.0.1:8000/v1"
+    assert resolve_base_url(None) == "http://127.0.0.1:8080/v1"
     assert resolve_base_url("http://h/proxy/") == "http://h/proxy/v1"
 
 
