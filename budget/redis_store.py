@@ -7,10 +7,15 @@ calendar, including month starts, which Lua cannot do cheaply) and passed in;
 replicas therefore need roughly synchronised clocks (NTP). Scripts build key
 names from their arguments, so this store targets a single Redis (or a
 primary with replicas), not Redis Cluster.
+
+Script calls issued in the same event-loop tick (concurrent requests of one
+gateway process) are sent together as one pipeline of EVALSHA commands: one
+round trip for the lot, each script still atomic on its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,10 +98,65 @@ class RedisLedger:
         # instead of failing once the pool is exhausted.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
         self._r = aioredis.Redis.from_pool(pool)
-        self._scripts = {
-            n: self._r.register_script(_script(n))
-            for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")
-        }
+        self._src = {n: _script(n) for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")}
+        self._sha: dict[str, str] = {}
+        self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    # -- batched script calls ---------------------------------------------
+
+    async def _eval(self, name: str, args: list[Any]) -> Any:
+        """Run script ``name``; calls made in the same loop tick share one pipeline round trip."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((name, args, fut))
+        if len(self._pending) == 1:
+            loop.call_soon(self._start_flush)
+        return await fut
+
+    def _start_flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.ensure_future(self._flush(batch))
+        self._flushes.add(task)  # keep a reference until done
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            results = await self._exec([(n, a) for n, a, _ in batch])
+        except Exception as exc:  # connection errors: every caller sees them
+            results = [exc] * len(batch)
+        for (_, _, fut), res in zip(batch, results, strict=True):
+            if fut.done():
+                continue
+            if isinstance(res, Exception):
+                fut.set_exception(res)
+            else:
+                fut.set_result(res)
+
+    async def _exec(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        from redis.exceptions import NoScriptError
+
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for _ in range(3):
+            if len(self._sha) < len(self._src):
+                for n, src in self._src.items():
+                    self._sha[n] = _s(await self._r.script_load(src))
+            pipe = self._r.pipeline(transaction=False)
+            for i in todo:
+                pipe.evalsha(self._sha[calls[i][0]], 0, *calls[i][1])
+            out = await pipe.execute(raise_on_error=False)
+            retry = []
+            for i, res in zip(todo, out, strict=True):
+                if isinstance(res, NoScriptError):  # server restarted or flushed: not run, load and retry
+                    retry.append(i)
+                else:
+                    results[i] = res
+            if not retry:
+                return results
+            self._sha.clear()
+            todo = retry
+        raise RuntimeError("redis: scripts keep disappearing (SCRIPT FLUSH loop?)")
 
     def _starts(self, now: float) -> list[int]:
         w = all_window_starts(now)
@@ -116,24 +176,24 @@ class RedisLedger:
         validate_ttl(ttl_s)
         now = self._clock()
         rid = new_id("r")
-        res = await self._scripts["reserve"](
-            args=[self.prefix, tenant_id, rid, to_nano(cost.usd), cost.tokens, repr(now), repr(now + ttl_s),
-                  _KEEP_S, *self._starts(now)]
+        res = await self._eval(
+            "reserve",
+            [self.prefix, tenant_id, rid, to_nano(cost.usd), cost.tokens, repr(now), repr(now + ttl_s),
+             _KEEP_S, *self._starts(now)],
         )
         code = int(res[0])
         if code == 1:
             return Reservation(rid, tenant_id, cost, now, now + ttl_s)
         if code == -1:
             raise UnknownTenant(tenant_id)
-        t = await self._tenant_or_raise(tenant_id)
-        budget = _s(res[1])
-        _, reset = window_bounds(t.window, now)
+        budget, window = _s(res[1]), _s(res[6])
+        _, reset = window_bounds(window, now)
         retry = None if reset is None else max(0.0, reset - now)
         limit, spent, reserved = int(_s(res[2])), int(_s(res[3])), int(_s(res[4]))
         if budget == "usd":
-            raise BudgetExceeded(tenant_id, "usd", t.window, from_nano(limit), from_nano(spent),
+            raise BudgetExceeded(tenant_id, "usd", window, from_nano(limit), from_nano(spent),
                                  from_nano(reserved), cost.usd, retry)
-        raise BudgetExceeded(tenant_id, "tokens", t.window, limit, spent, reserved, cost.tokens, retry)
+        raise BudgetExceeded(tenant_id, "tokens", window, limit, spent, reserved, cost.tokens, retry)
 
     async def settle(self, reservation_id: str, actual: Cost) -> None:
         """Record the actual spend exactly once; a no-op on settled or released reservations."""
@@ -145,21 +205,19 @@ class RedisLedger:
         await self._finish(reservation_id, "release", Cost())
 
     async def _finish(self, rid: str, mode: str, actual: Cost) -> None:
-        code = await self._scripts["finish"](
-            args=[self.prefix, rid, mode, to_nano(actual.usd), actual.tokens, _KEEP_S]
-        )
+        code = await self._eval("finish", [self.prefix, rid, mode, to_nano(actual.usd), actual.tokens, _KEEP_S])
         if int(code) == -1:
             raise UnknownReservation(rid)
 
     async def expire_stale(self, now: float | None = None) -> int:
         """Expire every open reservation whose deadline is <= now; returns the count."""
         now = self._clock() if now is None else now
-        return int(await self._scripts["expire"](args=[self.prefix, repr(now), _KEEP_S]))
+        return int(await self._eval("expire", [self.prefix, repr(now), _KEEP_S]))
 
     async def status(self, tenant_id: str) -> BudgetStatus:
         """Usage of the tenant's current window, after expiring its stale reservations."""
         now = self._clock()
-        res = await self._scripts["status"](args=[self.prefix, tenant_id, repr(now), _KEEP_S, *self._starts(now)])
+        res = await self._eval("status", [self.prefix, tenant_id, repr(now), _KEEP_S, *self._starts(now)])
         if not res:
             raise UnknownTenant(tenant_id)
         window, busd, btok, _ws, sn, st, rn, rt = (_s(x) for x in res)
@@ -190,7 +248,7 @@ class RedisLedger:
         t = Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window, policy)
         fields = _tenant_fields(t) | {"created_at": repr(self._clock())}
         flat = [x for kv in fields.items() for x in kv]
-        res = _s(await self._scripts["add_tenant"](args=[self.prefix, t.id, name, hash_api_key(key), *flat]))
+        res = _s(await self._eval("add_tenant", [self.prefix, t.id, name, hash_api_key(key), *flat]))
         if res == "name":
             raise ValueError(f"name: a tenant named {name!r} already exists")
         if res == "api_key":
@@ -243,7 +301,7 @@ class RedisLedger:
 
         vals = [repr(float(x)) for x in values]
         try:
-            await self._scripts["stats_add"](args=[self.prefix, key, *vals])
+            await self._eval("stats_add", [self.prefix, key, *vals])
         except redis.exceptions.ResponseError as exc:
             if "stored length" in str(exc):
                 raise ValueError(f"values: {exc} of {key!r}") from exc

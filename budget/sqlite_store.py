@@ -1,25 +1,27 @@
 """SQLite ledger store: one file in WAL mode, safe across threads and processes.
 
-Every mutation runs in one ``BEGIN IMMEDIATE`` transaction, which takes SQLite's
-single write lock up front, so the check-then-reserve is atomic across every
-process sharing the file (readers are never blocked in WAL mode). Calls are
-short and run on one dedicated worker thread per store, so the event loop never
-blocks and the connection is never shared between threads.
+Every mutation runs inside a ``BEGIN IMMEDIATE`` transaction, which takes
+SQLite's single write lock up front, so the check-then-reserve is atomic across
+every process sharing the file (readers are never blocked in WAL mode). Calls
+run on one worker thread per store (:mod:`budget._sqlite_worker`), which
+group-commits operations that arrive together, so the event loop never blocks
+and the connection never crosses threads. A caller cancelled after submitting
+does not undo its operation; an orphaned reservation simply expires.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
+from budget._sqlite_worker import SQLiteWorker
 from budget.ledger import (
+    BudgetExceeded,
     BudgetStatus,
     Cost,
     Reservation,
@@ -77,30 +79,25 @@ class SQLiteLedger:
     def __init__(self, path: str, *, clock: Callable[[], float] = time.time, busy_timeout_s: float = 30.0) -> None:
         self.path = path
         self._clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thinkgate-ledger")
         if path != ":memory:":
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self._conn = self._pool.submit(self._connect, busy_timeout_s).result()
+        self._worker = SQLiteWorker(lambda: self._connect(busy_timeout_s))
 
     def _connect(self, busy_timeout_s: float) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
-        )
+        conn = sqlite3.connect(self.path, timeout=busy_timeout_s, isolation_level=None)
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         conn.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode: durable against process crashes (what the ledger must
         # survive); only an OS crash may lose the last commits.
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         with _txn(conn):
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     conn.execute(stmt)
         return conn
 
-    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._conn is None:
-            raise RuntimeError("ledger: store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+    async def _run(self, fn: Callable[..., Any], *args: Any, write: bool = True) -> Any:
+        return await self._worker.submit(fn, args, write=write)
 
     # -- reservations -------------------------------------------------------
 
@@ -108,39 +105,40 @@ class SQLiteLedger:
         """Atomically hold ``cost`` against the tenant's current window; raises BudgetExceeded."""
         cost.validate()
         validate_ttl(ttl_s)
-        return await self._run(self._reserve, tenant_id, cost, float(ttl_s))
+        res = await self._run(self._reserve, tenant_id, cost, float(ttl_s))
+        if isinstance(res, BudgetExceeded):
+            raise res
+        return res
 
-    def _reserve(self, tenant_id: str, cost: Cost, ttl_s: float) -> Reservation:
-        conn = self._conn
+    def _reserve(self, conn: sqlite3.Connection, tenant_id: str, cost: Cost, ttl_s: float) -> Reservation | BudgetExceeded:
+        # Returns (not raises) BudgetExceeded so the expiries done here still commit.
         now = self._clock()
         req_n = to_nano(cost.usd)
-        with _txn(conn):
-            row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
-            if row is None:
-                raise UnknownTenant(tenant_id)
-            tenant = _tenant(row)
-            self._expire(conn, now, tenant_id)
-            ws = int(window_bounds(tenant.window, now)[0])
-            u = _usage(conn, tenant_id, ws)
-            err = check_admission(
-                tenant, now=now, spent_n=u[0], spent_tokens=u[1], reserved_n=u[2], reserved_tokens=u[3],
-                req_n=req_n, req_tokens=cost.tokens,
+        row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        tenant = _tenant(row)
+        self._expire(conn, now, tenant_id)
+        ws = int(window_bounds(tenant.window, now)[0])
+        u = _usage(conn, tenant_id, ws)
+        err = check_admission(
+            tenant, now=now, spent_n=u[0], spent_tokens=u[1], reserved_n=u[2], reserved_tokens=u[3],
+            req_n=req_n, req_tokens=cost.tokens,
+        )
+        if err is None:
+            rid = new_id("r")
+            conn.execute(
+                "INSERT INTO reservations (id, tenant_id, window_start, usd_n, tokens, created_at, expires_at, state)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+                (rid, tenant_id, ws, req_n, cost.tokens, now, now + ttl_s),
             )
-            if err is None:
-                rid = new_id("r")
-                conn.execute(
-                    "INSERT INTO reservations (id, tenant_id, window_start, usd_n, tokens, created_at, expires_at, state)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                    (rid, tenant_id, ws, req_n, cost.tokens, now, now + ttl_s),
-                )
-                conn.execute(
-                    "UPDATE usage SET reserved_n = reserved_n + ?, reserved_tokens = reserved_tokens + ?"
-                    " WHERE tenant_id = ? AND window_start = ?",
-                    (req_n, cost.tokens, tenant_id, ws),
-                )
-        # Expiries done above are committed even when the reservation is refused.
+            conn.execute(
+                "UPDATE usage SET reserved_n = reserved_n + ?, reserved_tokens = reserved_tokens + ?"
+                " WHERE tenant_id = ? AND window_start = ?",
+                (req_n, cost.tokens, tenant_id, ws),
+            )
         if err is not None:
-            raise err
+            return err
         return Reservation(rid, tenant_id, cost, now, now + ttl_s)
 
     async def settle(self, reservation_id: str, actual: Cost) -> None:
@@ -152,36 +150,34 @@ class SQLiteLedger:
         """Drop an open reservation; a no-op when it is already settled, released or expired."""
         await self._run(self._finish, reservation_id, None)
 
-    def _finish(self, rid: str, actual: Cost | None) -> None:
-        conn = self._conn
-        with _txn(conn):
-            row = conn.execute(
-                "SELECT tenant_id, window_start, usd_n, tokens, state FROM reservations WHERE id = ?", (rid,)
-            ).fetchone()
-            if row is None:
-                raise UnknownReservation(rid)
-            tid, ws, usd_n, tokens, state = row
-            if state == "open":
-                conn.execute(
-                    "UPDATE usage SET reserved_n = reserved_n - ?, reserved_tokens = reserved_tokens - ?"
-                    " WHERE tenant_id = ? AND window_start = ?",
-                    (usd_n, tokens, tid, ws),
-                )
-            elif not (state == "expired" and actual is not None):
-                return  # settled or released already: idempotent no-op
-            if actual is None:
-                conn.execute("UPDATE reservations SET state = 'released' WHERE id = ?", (rid,))
-                return
-            an = to_nano(actual.usd)
+    def _finish(self, conn: sqlite3.Connection, rid: str, actual: Cost | None) -> None:
+        row = conn.execute(
+            "SELECT tenant_id, window_start, usd_n, tokens, state FROM reservations WHERE id = ?", (rid,)
+        ).fetchone()
+        if row is None:
+            raise UnknownReservation(rid)
+        tid, ws, usd_n, tokens, state = row
+        if state == "open":
             conn.execute(
-                "UPDATE usage SET spent_n = spent_n + ?, spent_tokens = spent_tokens + ?"
+                "UPDATE usage SET reserved_n = reserved_n - ?, reserved_tokens = reserved_tokens - ?"
                 " WHERE tenant_id = ? AND window_start = ?",
-                (an, actual.tokens, tid, ws),
+                (usd_n, tokens, tid, ws),
             )
-            conn.execute(
-                "UPDATE reservations SET state = 'settled', actual_n = ?, actual_tokens = ? WHERE id = ?",
-                (an, actual.tokens, rid),
-            )
+        elif not (state == "expired" and actual is not None):
+            return  # settled or released already: idempotent no-op
+        if actual is None:
+            conn.execute("UPDATE reservations SET state = 'released' WHERE id = ?", (rid,))
+            return
+        an = to_nano(actual.usd)
+        conn.execute(
+            "UPDATE usage SET spent_n = spent_n + ?, spent_tokens = spent_tokens + ?"
+            " WHERE tenant_id = ? AND window_start = ?",
+            (an, actual.tokens, tid, ws),
+        )
+        conn.execute(
+            "UPDATE reservations SET state = 'settled', actual_n = ?, actual_tokens = ? WHERE id = ?",
+            (an, actual.tokens, rid),
+        )
 
     def _expire(self, conn: sqlite3.Connection, now: float, tenant_id: str | None) -> int:
         """Inside a transaction: move stale open reservations' holds out of ``reserved``."""
@@ -208,25 +204,22 @@ class SQLiteLedger:
         """Expire every open reservation whose deadline is <= now; returns the count."""
         return await self._run(self._expire_all, self._clock() if now is None else now)
 
-    def _expire_all(self, now: float) -> int:
-        with _txn(self._conn):
-            return self._expire(self._conn, now, None)
+    def _expire_all(self, conn: sqlite3.Connection, now: float) -> int:
+        return self._expire(conn, now, None)
 
     async def status(self, tenant_id: str) -> BudgetStatus:
         """Usage of the tenant's current window, after expiring its stale reservations."""
         return await self._run(self._status, tenant_id)
 
-    def _status(self, tenant_id: str) -> BudgetStatus:
-        conn = self._conn
+    def _status(self, conn: sqlite3.Connection, tenant_id: str) -> BudgetStatus:
         now = self._clock()
-        with _txn(conn):
-            row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
-            if row is None:
-                raise UnknownTenant(tenant_id)
-            t = _tenant(row)
-            self._expire(conn, now, tenant_id)
-            start, reset = window_bounds(t.window, now)
-            u = _usage(conn, tenant_id, int(start))
+        row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tenant_id,)).fetchone()
+        if row is None:
+            raise UnknownTenant(tenant_id)
+        t = _tenant(row)
+        self._expire(conn, now, tenant_id)
+        start, reset = window_bounds(t.window, now)
+        u = _usage(conn, tenant_id, int(start))
         return BudgetStatus(
             tenant_id, t.window, start, reset, t.budget_usd, t.budget_tokens,
             from_nano(u[0]), u[1], from_nano(u[2]), u[3],
@@ -253,34 +246,32 @@ class SQLiteLedger:
         await self._run(self._add_tenant, t, hash_api_key(key))
         return t, key
 
-    def _add_tenant(self, t: Tenant, key_hash: str) -> None:
-        conn = self._conn
-        with _txn(conn):
-            if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (t.name,)).fetchone():
-                raise ValueError(f"name: a tenant named {t.name!r} already exists")
-            if conn.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
-                raise ValueError("api_key: already assigned to a tenant")
-            conn.execute(
-                f"INSERT INTO tenants ({_TENANT_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (t.id, t.name, t.budget_usd, t.budget_tokens, t.window, t.policy, self._clock()),
-            )
-            conn.execute("INSERT INTO api_keys (key_hash, tenant_id) VALUES (?, ?)", (key_hash, t.id))
+    def _add_tenant(self, conn: sqlite3.Connection, t: Tenant, key_hash: str) -> None:
+        if conn.execute("SELECT 1 FROM tenants WHERE name = ?", (t.name,)).fetchone():
+            raise ValueError(f"name: a tenant named {t.name!r} already exists")
+        if conn.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone():
+            raise ValueError("api_key: already assigned to a tenant")
+        conn.execute(
+            f"INSERT INTO tenants ({_TENANT_COLS}, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (t.id, t.name, t.budget_usd, t.budget_tokens, t.window, t.policy, self._clock()),
+        )
+        conn.execute("INSERT INTO api_keys (key_hash, tenant_id) VALUES (?, ?)", (key_hash, t.id))
 
     async def tenant_for_key(self, api_key: str) -> Tenant | None:
         """Look a tenant up by the sha256 of its key."""
-        return await self._run(self._one_tenant, "id = (SELECT tenant_id FROM api_keys WHERE key_hash = ?)", hash_api_key(api_key))
+        return await self._run(
+            _one_tenant, "id = (SELECT tenant_id FROM api_keys WHERE key_hash = ?)", hash_api_key(api_key), write=False
+        )
 
     async def get_tenant(self, tenant_id: str) -> Tenant | None:
         """The tenant with that id, or None."""
-        return await self._run(self._one_tenant, "id = ?", tenant_id)
-
-    def _one_tenant(self, where: str, arg: str) -> Tenant | None:
-        row = self._conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE {where}", (arg,)).fetchone()
-        return None if row is None else _tenant(row)
+        return await self._run(_one_tenant, "id = ?", tenant_id, write=False)
 
     async def list_tenants(self) -> list[Tenant]:
         """All tenants ordered by name."""
-        rows = await self._run(lambda: self._conn.execute(f"SELECT {_TENANT_COLS} FROM tenants ORDER BY name").fetchall())
+        rows = await self._run(
+            lambda conn: conn.execute(f"SELECT {_TENANT_COLS} FROM tenants ORDER BY name").fetchall(), write=False
+        )
         return [_tenant(r) for r in rows]
 
     async def set_budget(
@@ -296,23 +287,23 @@ class SQLiteLedger:
         validate_tenant_fields(budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
         return await self._run(self._set_budget, tenant_id, budget_usd, budget_tokens, window, policy)
 
-    def _set_budget(self, tid: str, usd: Any, tokens: Any, window: str | None, policy: str | None) -> Tenant:
-        conn = self._conn
-        with _txn(conn):
-            row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tid,)).fetchone()
-            if row is None:
-                raise UnknownTenant(tid)
-            t = _tenant(row)
-            new = Tenant(
-                t.id, t.name,
-                t.budget_usd if usd is ... else (None if usd is None else float(usd)),
-                t.budget_tokens if tokens is ... else tokens,
-                window or t.window, policy or t.policy,
-            )
-            conn.execute(
-                "UPDATE tenants SET budget_usd = ?, budget_tokens = ?, window = ?, policy = ? WHERE id = ?",
-                (new.budget_usd, new.budget_tokens, new.window, new.policy, tid),
-            )
+    def _set_budget(
+        self, conn: sqlite3.Connection, tid: str, usd: Any, tokens: Any, window: str | None, policy: str | None
+    ) -> Tenant:
+        row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE id = ?", (tid,)).fetchone()
+        if row is None:
+            raise UnknownTenant(tid)
+        t = _tenant(row)
+        new = Tenant(
+            t.id, t.name,
+            t.budget_usd if usd is ... else (None if usd is None else float(usd)),
+            t.budget_tokens if tokens is ... else tokens,
+            window or t.window, policy or t.policy,
+        )
+        conn.execute(
+            "UPDATE tenants SET budget_usd = ?, budget_tokens = ?, window = ?, policy = ? WHERE id = ?",
+            (new.budget_usd, new.budget_tokens, new.window, new.policy, tid),
+        )
         return new
 
     # -- stats --------------------------------------------------------------
@@ -322,27 +313,29 @@ class SQLiteLedger:
         vals = [float(x) for x in values]
         await self._run(self._stats_add, key, vals)
 
-    def _stats_add(self, key: str, vals: list[float]) -> None:
-        conn = self._conn
-        with _txn(conn):
-            row = conn.execute("SELECT vec FROM stats WHERE key = ?", (key,)).fetchone()
-            cur = json.loads(row[0]) if row else [0.0] * len(vals)
-            if len(cur) != len(vals):
-                raise ValueError(f"values: length {len(vals)} != stored length {len(cur)} of {key!r}")
-            new = [a + b for a, b in zip(cur, vals, strict=True)]
-            conn.execute("INSERT OR REPLACE INTO stats (key, vec) VALUES (?, ?)", (key, json.dumps(new)))
+    def _stats_add(self, conn: sqlite3.Connection, key: str, vals: list[float]) -> None:
+        row = conn.execute("SELECT vec FROM stats WHERE key = ?", (key,)).fetchone()
+        cur = json.loads(row[0]) if row else [0.0] * len(vals)
+        if len(cur) != len(vals):
+            raise ValueError(f"values: length {len(vals)} != stored length {len(cur)} of {key!r}")
+        new = [a + b for a, b in zip(cur, vals, strict=True)]
+        conn.execute("INSERT OR REPLACE INTO stats (key, vec) VALUES (?, ?)", (key, json.dumps(new)))
 
     async def stats_get(self, key: str) -> list[float] | None:
         """The stored vector, or None."""
-        row = await self._run(lambda: self._conn.execute("SELECT vec FROM stats WHERE key = ?", (key,)).fetchone())
+        row = await self._run(
+            lambda conn: conn.execute("SELECT vec FROM stats WHERE key = ?", (key,)).fetchone(), write=False
+        )
         return None if row is None else [float(x) for x in json.loads(row[0])]
 
     async def close(self) -> None:
-        """Close the connection and the worker thread (idempotent)."""
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await asyncio.get_running_loop().run_in_executor(self._pool, conn.close)
-            self._pool.shutdown(wait=True)
+        """Finish queued operations, close the connection and the worker thread (idempotent)."""
+        self._worker.close()
+
+
+def _one_tenant(conn: sqlite3.Connection, where: str, arg: str) -> Tenant | None:
+    row = conn.execute(f"SELECT {_TENANT_COLS} FROM tenants WHERE {where}", (arg,)).fetchone()
+    return None if row is None else _tenant(row)
 
 
 def _usage(conn: sqlite3.Connection, tenant_id: str, ws: int) -> tuple[int, int, int, int]:

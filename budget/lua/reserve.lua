@@ -1,5 +1,5 @@
 -- ARGV: P, tid, rid, usd_n, tokens, now, expires, keep_s, ws_minute, ws_hour, ws_day, ws_month
--- Returns {1, ws} on success, {0, budget, limit, spent, reserved, ws} when refused, {-1} unknown tenant.
+-- Returns {1, ws} on success, {0, budget, limit, spent, reserved, ws, window} when refused, {-1} unknown tenant.
 local P, tid, rid = ARGV[1], ARGV[2], ARGV[3]
 local usd_n, tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
 local keep_s = tonumber(ARGV[8])
@@ -11,10 +11,10 @@ local uk = P .. 'usage:' .. tid .. ':' .. ws
 local u = redis.call('HMGET', uk, 'spent_n', 'spent_tokens', 'reserved_n', 'reserved_tokens')
 local sn, st, rn, rt = num(u[1]), num(u[2]), num(u[3]), num(u[4])
 if t[2] and t[2] ~= '' and sn + rn + usd_n > tonumber(t[2]) then
-  return {0, 'usd', t[2], u[1] or '0', u[3] or '0', ws}
+  return {0, 'usd', t[2], u[1] or '0', u[3] or '0', ws, t[1]}
 end
 if t[3] and t[3] ~= '' and st + rt + tokens > tonumber(t[3]) then
-  return {0, 'tokens', t[3], u[2] or '0', u[4] or '0', ws}
+  return {0, 'tokens', t[3], u[2] or '0', u[4] or '0', ws, t[1]}
 end
 redis.call('HSET', P .. 'res:' .. rid, 'tenant', tid, 'ws', ws, 'usd_n', ARGV[4], 'tokens', ARGV[5],
   'created', ARGV[6], 'expires', ARGV[7], 'state', 'open')

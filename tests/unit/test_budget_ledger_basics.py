@@ -78,7 +78,7 @@ def test_open_ledger_urls(tmp_path, monkeypatch):
     s2 = open_ledger(f"sqlite:///{tmp_path}/abs.db")
     assert (tmp_path / "abs.db").exists()
     for x in (s, s2):
-        x._pool.submit(x._conn.close).result()
+        x._worker.close()
 
 
 @pytest.mark.asyncio(loop_scope="function")

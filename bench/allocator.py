@@ -1,0 +1,170 @@
+"""Allocator and ledger speed: MCKP DP and LP-greedy, one online decision, ledger ops/s.
+
+Usage: python bench/allocator.py [--json] [--concurrency 32] [--pairs 3000]
+
+Targets (issue 5): DP 1,000 classes x 8 options at 10,000 cost units <= 1 s;
+LP-greedy 10,000 x 16 <= 30 ms; one online decision <= 50 us; reserve+settle
+pairs per second from one process >= 2,000 on SQLite and >= 5,000 on Redis.
+Timings are medians of repeated runs. The ledger figures are measured with
+``--concurrency`` requests in flight (as a gateway process has), and also with
+one request at a time (``*_serial``). A throwaway redis-server is started for the
+Redis figure (skipped when the binary is missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from budget.ledger import Cost  # noqa: E402
+from budget.mckp import solve_exact, solve_greedy  # noqa: E402
+from budget.online import DualPacer  # noqa: E402
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_dp(repeat):
+    rng = np.random.default_rng(0)
+    v = rng.random((1000, 8))
+    c = rng.integers(1, 21, (1000, 8)).astype(float)
+    cap = 10_000.0  # 10,000 cost units of 1
+    return median_time(lambda: solve_exact(v, c, cap, unit=1.0), repeat)
+
+
+def bench_greedy(repeat):
+    rng = np.random.default_rng(1)
+    v = rng.random((10_000, 16))
+    c = rng.random((10_000, 16)) * 10
+    cap = float(c.min(axis=1).sum() * 2)
+    solve_greedy(v, c, cap)  # warm caches
+    return median_time(lambda: solve_greedy(v, c, cap), repeat) * 1e3
+
+
+def bench_online(n=20_000):
+    rng = np.random.default_rng(2)
+    opts = [(rng.random(8).tolist(), (rng.random(8) * 2).tolist()) for _ in range(256)]
+    pacer = DualPacer(budget=1000.0, horizon=n, eta=0.01, lam0=0.3, floor_cost=0.01)
+    state = pacer.initial()
+    t0 = time.perf_counter()
+    for i in range(n):
+        vals, costs = opts[i & 255]
+        d = pacer.decide(state, vals, costs)
+        state = pacer.update(state, d.cost)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+async def ledger_pairs(store, pairs, concurrency):
+    t, _ = await store.add_tenant(f"bench{time.time_ns()}", budget_usd=1e6, budget_tokens=None, window="day")
+    cost = Cost(usd=0.001, tokens=100)
+
+    async def worker(n):
+        for _ in range(n):
+            r = await store.reserve(t.id, cost)
+            await store.settle(r.id, cost)
+
+    await worker(20)  # warm up connections and scripts
+    per = pairs // concurrency
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(per) for _ in range(concurrency)))
+    return per * concurrency / (time.perf_counter() - t0)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def bench_sqlite(pairs, concurrency):
+    from budget.sqlite_store import SQLiteLedger
+
+    with tempfile.TemporaryDirectory() as d:
+        store = SQLiteLedger(str(Path(d) / "bench.db"))
+        try:
+            par = await ledger_pairs(store, pairs, concurrency)
+            ser = await ledger_pairs(store, pairs // 2, 1)
+        finally:
+            await store.close()
+    return par, ser
+
+
+async def bench_redis(pairs, concurrency):
+    from budget.redis_store import RedisLedger
+
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return None, None
+    with tempfile.TemporaryDirectory() as d:
+        port = free_port()
+        proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+                                 "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            store = RedisLedger(f"redis://127.0.0.1:{port}/0")
+            try:
+                par = await ledger_pairs(store, pairs, concurrency)
+                ser = await ledger_pairs(store, pairs // 2, 1)
+            finally:
+                await store.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+    return par, ser
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    ap.add_argument("--pairs", type=int, default=3000, help="reserve+settle pairs per ledger measurement")
+    ap.add_argument("--concurrency", type=int, default=32, help="requests in flight for the ledger figures")
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    if args.pairs < args.concurrency or args.concurrency < 1:
+        ap.error("--pairs: must be >= --concurrency >= 1")
+    res = {
+        "dp_1000x8_s": bench_dp(max(1, args.repeat // 2)),
+        "greedy_10000x16_ms": bench_greedy(args.repeat * 2),
+        "online_decision_us": bench_online(),
+    }
+    res["sqlite_ops_per_s"], res["sqlite_ops_per_s_serial"] = asyncio.run(bench_sqlite(args.pairs, args.concurrency))
+    res["redis_ops_per_s"], res["redis_ops_per_s_serial"] = asyncio.run(bench_redis(args.pairs, args.concurrency))
+    targets = {"dp_1000x8_s": ("<=", 1.0), "greedy_10000x16_ms": ("<=", 30.0), "online_decision_us": ("<=", 50.0),
+               "sqlite_ops_per_s": (">=", 2000.0), "redis_ops_per_s": (">=", 5000.0)}
+    print(f"{'metric':<28}{'value':>12}  target")
+    for k, v in res.items():
+        op, goal = targets.get(k, ("", None))
+        met = "" if goal is None or v is None else ("ok" if (v <= goal if op == "<=" else v >= goal) else "MISSED")
+        shown = "skipped" if v is None else f"{v:.4g}"
+        print(f"{k:<28}{shown:>12}  {op} {goal if goal is not None else ''} {met}")
+    res["concurrency"] = args.concurrency
+    if args.json:
+        print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
