@@ -16,6 +16,7 @@ round trip for the lot, each script still atomic on its own.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +31,6 @@ from budget.ledger import (
     Tenant,
     UnknownReservation,
     UnknownTenant,
-    all_window_starts,
     from_nano,
     hash_api_key,
     new_api_key,
@@ -47,8 +47,9 @@ _LUA_DIR = Path(__file__).with_name("lua")
 _KEEP_S = 7 * 86400  # finished reservations stay this long, so late settles stay idempotent
 
 
-def _script(name: str) -> str:
-    return (_LUA_DIR / "common.lua").read_text() + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+def _script(name: str, prefix: str) -> str:
+    common = (_LUA_DIR / "common.lua").read_text().replace("@PREFIX@", prefix).replace("@KEEP@", str(_KEEP_S))
+    return common + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
 
 
 def _s(b: Any) -> str:
@@ -91,6 +92,8 @@ class RedisLedger:
     ) -> None:
         import redis.asyncio as aioredis
 
+        if not re.fullmatch(r"[A-Za-z0-9:_.-]*", prefix):
+            raise ValueError(f"prefix: only letters, digits and :_.- allowed, got {prefix!r}")
         self.url = url
         self.prefix = prefix
         self._clock = clock
@@ -98,7 +101,8 @@ class RedisLedger:
         # instead of failing once the pool is exhausted.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
         self._r = aioredis.Redis.from_pool(pool)
-        self._src = {n: _script(n) for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")}
+        self._month: tuple[float, float, int] = (0.0, 0.0, 0)  # cached [start, end) of the current month
+        self._src = {n: _script(n, prefix) for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")}
         self._sha: dict[str, str] = {}
         self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
@@ -158,9 +162,15 @@ class RedisLedger:
             todo = retry
         raise RuntimeError("redis: scripts keep disappearing (SCRIPT FLUSH loop?)")
 
-    def _starts(self, now: float) -> list[int]:
-        w = all_window_starts(now)
-        return [w["minute"], w["hour"], w["day"], w["month"]]
+    def _month_start(self, now: float) -> int:
+        """Start of the UTC month containing ``now`` (cached: datetime math is slow per request)."""
+        lo, hi, start = self._month
+        if not lo <= now < hi:
+            lo, hi = window_bounds("month", now)
+            assert hi is not None
+            self._month = (lo, hi, int(lo))
+            start = int(lo)
+        return start
 
     async def _tenant_or_raise(self, tid: str) -> Tenant:
         t = await self.get_tenant(tid)
@@ -178,8 +188,7 @@ class RedisLedger:
         rid = new_id("r")
         res = await self._eval(
             "reserve",
-            [self.prefix, tenant_id, rid, to_nano(cost.usd), cost.tokens, repr(now), repr(now + ttl_s),
-             _KEEP_S, *self._starts(now)],
+            [tenant_id, rid, to_nano(cost.usd), cost.tokens, repr(now), repr(now + ttl_s), self._month_start(now)],
         )
         code = int(res[0])
         if code == 1:
@@ -205,25 +214,26 @@ class RedisLedger:
         await self._finish(reservation_id, "release", Cost())
 
     async def _finish(self, rid: str, mode: str, actual: Cost) -> None:
-        code = await self._eval("finish", [self.prefix, rid, mode, to_nano(actual.usd), actual.tokens, _KEEP_S])
+        code = await self._eval("finish", [rid, mode, to_nano(actual.usd), actual.tokens])
         if int(code) == -1:
             raise UnknownReservation(rid)
 
     async def expire_stale(self, now: float | None = None) -> int:
         """Expire every open reservation whose deadline is <= now; returns the count."""
         now = self._clock() if now is None else now
-        return int(await self._eval("expire", [self.prefix, repr(now), _KEEP_S]))
+        return int(await self._eval("expire", [repr(now)]))
 
     async def status(self, tenant_id: str) -> BudgetStatus:
         """Usage of the tenant's current window, after expiring its stale reservations."""
         now = self._clock()
-        res = await self._eval("status", [self.prefix, tenant_id, repr(now), _KEEP_S, *self._starts(now)])
+        res = await self._eval("status", [tenant_id, repr(now), self._month_start(now)])
         if not res:
             raise UnknownTenant(tenant_id)
-        window, busd, btok, _ws, sn, st, rn, rt = (_s(x) for x in res)
-        start, reset = window_bounds(window, now)
+        window, busd, btok, ws, sn, st, rn, rt = (_s(x) for x in res)
+        _, reset = window_bounds(window, now)
+        # The window start is the one the scripts used (so a clock or calendar bug shows here).
         return BudgetStatus(
-            tenant_id, window, start, reset,
+            tenant_id, window, float(ws), reset,
             float(busd) if busd else None, int(btok) if btok else None,
             from_nano(int(sn)), int(st), from_nano(int(rn)), int(rt),
         )
@@ -248,7 +258,7 @@ class RedisLedger:
         t = Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window, policy)
         fields = _tenant_fields(t) | {"created_at": repr(self._clock())}
         flat = [x for kv in fields.items() for x in kv]
-        res = _s(await self._eval("add_tenant", [self.prefix, t.id, name, hash_api_key(key), *flat]))
+        res = _s(await self._eval("add_tenant", [t.id, name, hash_api_key(key), *flat]))
         if res == "name":
             raise ValueError(f"name: a tenant named {name!r} already exists")
         if res == "api_key":
@@ -301,7 +311,7 @@ class RedisLedger:
 
         vals = [repr(float(x)) for x in values]
         try:
-            await self._eval("stats_add", [self.prefix, key, *vals])
+            await self._eval("stats_add", [key, *vals])
         except redis.exceptions.ResponseError as exc:
             if "stored length" in str(exc):
                 raise ValueError(f"values: {exc} of {key!r}") from exc

@@ -1,8 +1,7 @@
--- Settle (ARGV[3] == 'settle') or release a reservation.
--- ARGV: P, rid, mode, actual_n, actual_tokens, keep_s
+-- Settle (mode 'settle') or release (mode 'release') a reservation.
+-- ARGV: rid, mode, actual_n, actual_tokens
 -- Returns 1 when applied, 0 when already finished (idempotent no-op), -1 unknown reservation.
-local P, rid, mode = ARGV[1], ARGV[2], ARGV[3]
-local keep_s = tonumber(ARGV[6])
+local rid, mode = ARGV[1], ARGV[2]
 local rk = P .. 'res:' .. rid
 local r = redis.call('HMGET', rk, 'tenant', 'ws', 'usd_n', 'tokens', 'state')
 if not r[1] then return -1 end
@@ -15,11 +14,11 @@ elseif not (r[5] == 'expired' and mode == 'settle') then
   return 0
 end
 if mode == 'settle' then
-  redis.call('HINCRBY', uk, 'spent_n', ARGV[4])
-  redis.call('HINCRBY', uk, 'spent_tokens', ARGV[5])
-  redis.call('HSET', rk, 'state', 'settled', 'actual_n', ARGV[4], 'actual_tokens', ARGV[5])
+  redis.call('HINCRBY', uk, 'spent_n', ARGV[3])
+  redis.call('HINCRBY', uk, 'spent_tokens', ARGV[4])
+  redis.call('HSET', rk, 'state', 'settled', 'actual_n', ARGV[3], 'actual_tokens', ARGV[4])
 else
   redis.call('HSET', rk, 'state', 'released')
 end
-redis.call('EXPIRE', rk, keep_s)
+redis.call('EXPIRE', rk, KEEP)
 return 1

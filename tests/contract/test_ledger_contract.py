@@ -96,6 +96,21 @@ async def test_window_resets_at_calendar_boundary(store, clock):
     await store.reserve(t.id, Cost(tokens=100))
 
 
+@pytest.mark.parametrize("window", ["minute", "hour", "day", "month", "total"])
+async def test_status_window_matches_utc_calendar(store, clock, window):
+    clock.now = 1_767_225_599.5  # 2025-12-31 23:59:59.5 UTC: every window is about to roll over
+    t, _ = await store.add_tenant("w", budget_usd=1.0, budget_tokens=None, window=window)
+    r = await store.reserve(t.id, Cost(usd=0.25))
+    await store.settle(r.id, Cost(usd=0.25))
+    st = await store.status(t.id)
+    assert (st.window_start, st.window_reset_at) == window_bounds(window, clock.now)
+    assert st.spent_usd == pytest.approx(0.25)
+    clock.now += 1.0  # 2026-01-01 00:00:00.5
+    st = await store.status(t.id)
+    assert (st.window_start, st.window_reset_at) == window_bounds(window, clock.now)
+    assert st.spent_usd == (pytest.approx(0.25) if window == "total" else 0.0)
+
+
 async def test_expired_reservation_frees_budget_and_late_settle_counts_once(store, clock):
     t, _ = await store.add_tenant("c", budget_usd=None, budget_tokens=100, window="total")
     r = await store.reserve(t.id, Cost(tokens=80), ttl_s=5)
