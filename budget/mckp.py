@@ -201,42 +201,37 @@ def _hull_increments(v: np.ndarray, c: np.ndarray) -> _Hulls:
     """Upper convex hull of every class by vectorised gift wrapping.
 
     Starting from the lightest option (highest value among equally light ones),
-    repeatedly step to the option with the steepest positive slope among heavier
-    ones; ties go to the heavier option so collinear middle points are dropped.
-    This discards both dominated (heavier and not better) and LP-dominated
-    options, leaving strictly decreasing efficiencies per class.
+    repeatedly step to the option with the steepest positive slope among
+    heavier, more valuable ones, for all classes at once. This discards both
+    dominated (heavier and not better) and LP-dominated options (below the hull).
+    Collinear hull points may be kept as separate steps of equal efficiency,
+    which changes neither the LP value nor the greedy's order within a class.
     """
-    n_classes, width = v.shape
+    n_classes = v.shape[0]
     rows = np.arange(n_classes)
     finite = np.isfinite(c)
     # Lightest option; among equally light, the most valuable.
     cmin = np.where(finite, c, np.inf).min(axis=1)
-    light = finite & (c == cmin[:, None])
-    base = np.where(light, v, -np.inf).argmax(axis=1)
+    base = np.where(c == cmin[:, None], v, -np.inf).argmax(axis=1)
     cur = base.copy()
-    active = np.ones(n_classes, dtype=bool)
+    ar = rows
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    for _ in range(width):
-        if not active.any():
-            break
-        ar = rows[active]
-        cc = c[ar, cur[active]][:, None]
-        cv = v[ar, cur[active]][:, None]
-        dw = c[ar] - cc
-        dp = v[ar] - cv
-        ok = finite[ar] & (dw > 0) & (dp > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.where(ok, dp / np.where(ok, dw, 1.0), -np.inf)
-        best = slope.max(axis=1)
-        has = best > 0
-        # Among options on the steepest slope, take the heaviest (drop collinear points).
-        on_best = ok & (slope >= best[:, None] * (1 - 1e-12))
-        nxt = np.where(on_best, c[ar], -np.inf).argmax(axis=1)
+    while ar.size:
+        cur_a = cur[ar]
+        cc = c[ar, cur_a]
+        cv = v[ar, cur_a]
+        dw = c[ar] - cc[:, None]
+        dp = v[ar] - cv[:, None]
+        # Missing options have cost inf: dw = inf, slope 0, never a step.
+        ok = (dw > 0) & (dp > 0)
+        slope = np.divide(dp, dw, out=np.full(dw.shape, -np.inf), where=ok)
+        nxt = slope.argmax(axis=1)
+        has = slope[np.arange(ar.size), nxt] > 0
         sel = ar[has]
         nx = nxt[has]
-        parts.append((sel, nx, c[sel, nx] - c[sel, cur[sel]], v[sel, nx] - v[sel, cur[sel]]))
+        parts.append((sel, nx, dw[has, nx], dp[has, nx]))
         cur[sel] = nx
-        active[ar[~has]] = False
+        ar = sel
     if parts:
         inc_class = np.concatenate([p[0] for p in parts])
         inc_to = np.concatenate([p[1] for p in parts])
@@ -247,7 +242,7 @@ def _hull_increments(v: np.ndarray, c: np.ndarray) -> _Hulls:
         inc_dw = inc_dp = np.zeros(0)
     eff = inc_dp / inc_dw
     # Stable sort by decreasing efficiency keeps each class's steps in hull order
-    # (its efficiencies strictly decrease, and parts were appended step by step).
+    # (its efficiencies never increase, and parts were appended step by step).
     order = np.argsort(-eff, kind="stable")
     return _Hulls(base, inc_class[order], inc_to[order], inc_dw[order], inc_dp[order], eff[order])
 
