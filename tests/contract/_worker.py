@@ -1,7 +1,8 @@
 """A stand-in gateway process for the multi-process contract tests.
 
-``python -m tests.contract._worker hammer KIND TARGET PREFIX TENANT N USD`` tries N
-reserve+settle pairs and prints ``{"ok": .., "refused": ..}``.
+``python -m tests.contract._worker hammer KIND TARGET PREFIX TENANT N USD [START]`` waits
+until epoch time START (so several workers start together), tries N reserve+settle
+pairs and prints ``{"ok": .., "refused": .., "first": t0, "last": t1}``.
 ``... crashy KIND TARGET PREFIX TENANT LOG USD`` reserves and settles forever,
 appending ``R id`` after each reserve and ``S id`` after each settle to LOG
 (flushed), until it is killed.
@@ -13,13 +14,17 @@ import asyncio
 import json
 import os
 import sys
+import time
 
 from budget.ledger import BudgetExceeded, Cost
-from tests.contract.conftest import make_store
+from tests.contract._stores import make_store
 
 
-async def hammer(kind: str, target: str, prefix: str, tenant: str, n: int, usd: float) -> None:
+async def hammer(kind: str, target: str, prefix: str, tenant: str, n: int, usd: float, start: float) -> None:
     store = make_store(kind, target, prefix)
+    await store.get_tenant(tenant)  # connect before the start line
+    await asyncio.sleep(max(0.0, start - time.time()))
+    first = time.time()
     ok = refused = 0
     for _ in range(n):
         try:
@@ -29,8 +34,9 @@ async def hammer(kind: str, target: str, prefix: str, tenant: str, n: int, usd: 
             continue
         await store.settle(r.id, Cost(usd=usd, tokens=1))
         ok += 1
+    last = time.time()
     await store.close()
-    print(json.dumps({"ok": ok, "refused": refused}))
+    print(json.dumps({"ok": ok, "refused": refused, "first": first, "last": last}))
 
 
 async def crashy(kind: str, target: str, prefix: str, tenant: str, log: str, usd: float) -> None:
@@ -47,6 +53,7 @@ async def crashy(kind: str, target: str, prefix: str, tenant: str, log: str, usd
 if __name__ == "__main__":
     mode, kind, target, prefix, tenant, arg, usd = sys.argv[1:8]
     if mode == "hammer":
-        asyncio.run(hammer(kind, target, prefix, tenant, int(arg), float(usd)))
+        start = float(sys.argv[8]) if len(sys.argv) > 8 else 0.0
+        asyncio.run(hammer(kind, target, prefix, tenant, int(arg), float(usd), start))
     else:
         asyncio.run(crashy(kind, target, prefix, tenant, arg, float(usd)))

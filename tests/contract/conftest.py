@@ -15,6 +15,8 @@ import pytest_asyncio
 
 from budget.ledger import LedgerStore
 
+from ._stores import make_store
+
 REDIS_BIN = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 
@@ -76,17 +78,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, s
         return "sqlite", str(tmp_path / "ledger.db"), ""
     url = request.getfixturevalue("redis_url")
     return "redis", url, f"t{uuid.uuid4().hex[:8]}:"
-
-
-def make_store(kind: str, target: str, prefix: str, clock=time.time) -> LedgerStore:
-    """Construct a store of ``kind`` (also used by the worker processes)."""
-    if kind == "sqlite":
-        from budget.sqlite_store import SQLiteLedger
-
-        return SQLiteLedger(target, clock=clock)
-    from budget.redis_store import RedisLedger
-
-    return RedisLedger(target, prefix=prefix, clock=clock)
 
 
 @pytest.fixture

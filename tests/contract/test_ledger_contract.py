@@ -15,7 +15,7 @@ import pytest
 
 from budget.ledger import BudgetExceeded, Cost, UnknownReservation, UnknownTenant, window_bounds
 
-from .conftest import make_store
+from ._stores import make_store
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.asyncio(loop_scope="function")
@@ -174,10 +174,15 @@ async def test_two_processes_never_spend_past_budget_together(backend):
     kind, target, prefix = backend
     store = make_store(kind, target, prefix)
     t, _ = await store.add_tenant("shared", budget_usd=0.2, budget_tokens=None, window="total")
-    cmd = [sys.executable, "-m", "tests.contract._worker", "hammer", kind, target, prefix, t.id, "150", "0.001"]
+    start = time.time() + 3.0  # both workers import, connect, then start together
+    cmd = [sys.executable, "-m", "tests.contract._worker", "hammer", kind, target, prefix, t.id, "150", "0.001",
+           repr(start)]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
+    # They really ran at the same time, and together admitted exactly what fits.
+    assert max(o["first"] for o in outs) < min(o["last"] for o in outs)
+    assert all(o["ok"] > 0 for o in outs)
     assert sum(o["ok"] for o in outs) == 200 and sum(o["refused"] for o in outs) == 100
     st = await store.status(t.id)
     assert st.spent_usd == pytest.approx(0.2, abs=1e-12) and st.reserved_usd == 0 and st.spent_tokens == 200
