@@ -25,6 +25,10 @@ _EXPORTS: dict[str, str] = {
     "ThresholdPolicy": "budget.online",
     "zcl_threshold": "budget.online",
     "ect_threshold": "budget.online",
+    # admission
+    "PricedOption": "budget.admission",
+    "Admission": "budget.admission",
+    "admit": "budget.admission",
     # ledger
     "WINDOWS": "budget.ledger",
     "POLICIES": "budget.ledger",
