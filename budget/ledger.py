@@ -50,6 +50,7 @@ __all__ = [
 WINDOWS: tuple[str, ...] = ("minute", "hour", "day", "month", "total")
 POLICIES: tuple[str, ...] = ("reject", "degrade")
 NANO = 1_000_000_000  # nano-dollars per dollar
+KEEP_S = 7 * 86400  # finished reservations are kept this long, so late settles stay idempotent
 
 
 @dataclass(frozen=True)

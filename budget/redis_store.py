@@ -24,6 +24,7 @@ from types import EllipsisType
 from typing import Any
 
 from budget.ledger import (
+    KEEP_S,
     BudgetExceeded,
     BudgetStatus,
     Cost,
@@ -44,11 +45,10 @@ from budget.ledger import (
 __all__ = ["RedisLedger"]
 
 _LUA_DIR = Path(__file__).with_name("lua")
-_KEEP_S = 7 * 86400  # finished reservations stay this long, so late settles stay idempotent
 
 
 def _script(name: str, prefix: str) -> str:
-    common = (_LUA_DIR / "common.lua").read_text().replace("@PREFIX@", prefix).replace("@KEEP@", str(_KEEP_S))
+    common = (_LUA_DIR / "common.lua").read_text().replace("@PREFIX@", prefix).replace("@KEEP@", str(KEEP_S))
     return common + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from budget._sqlite_worker import SQLiteWorker
 from budget.ledger import (
+    KEEP_S,
     BudgetExceeded,
     BudgetStatus,
     Cost,
@@ -58,6 +59,7 @@ CREATE TABLE IF NOT EXISTS reservations (
     state TEXT NOT NULL, actual_n INTEGER, actual_tokens INTEGER);
 CREATE INDEX IF NOT EXISTS reservations_open ON reservations (tenant_id, expires_at) WHERE state = 'open';
 CREATE INDEX IF NOT EXISTS reservations_open_all ON reservations (expires_at) WHERE state = 'open';
+CREATE INDEX IF NOT EXISTS reservations_done ON reservations (expires_at) WHERE state != 'open';
 CREATE TABLE IF NOT EXISTS stats (key TEXT PRIMARY KEY, vec TEXT NOT NULL);
 """
 
@@ -201,11 +203,18 @@ class SQLiteLedger:
         return len(rows)
 
     async def expire_stale(self, now: float | None = None) -> int:
-        """Expire every open reservation whose deadline is <= now; returns the count."""
+        """Expire every open reservation whose deadline is <= now; returns the count.
+
+        Also deletes finished (settled, released, expired) reservations whose
+        deadline is more than ``KEEP_S`` (7 days) old, as the Redis store's key
+        TTLs do; settling one of those afterwards raises UnknownReservation.
+        """
         return await self._run(self._expire_all, self._clock() if now is None else now)
 
     def _expire_all(self, conn: sqlite3.Connection, now: float) -> int:
-        return self._expire(conn, now, None)
+        n = self._expire(conn, now, None)
+        conn.execute("DELETE FROM reservations WHERE state != 'open' AND expires_at < ?", (now - KEEP_S,))
+        return n
 
     async def status(self, tenant_id: str) -> BudgetStatus:
         """Usage of the tenant's current window, after expiring its stale reservations."""

@@ -13,6 +13,7 @@ from budget.ledger import (
     BudgetStatus,
     Cost,
     Tenant,
+    UnknownReservation,
     check_admission,
     hash_api_key,
     open_ledger,
@@ -108,3 +109,21 @@ async def test_memory_store_round_trip():
     await s.close()
     with pytest.raises(RuntimeError, match="closed"):
         await s.status(t.id)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_sqlite_prunes_finished_reservations_after_retention(tmp_path):
+    now = [1_800_000_000.0]
+    s = SQLiteLedger(str(tmp_path / "p.db"), clock=lambda: now[0])
+    t, _ = await s.add_tenant("p", budget_usd=None, budget_tokens=None, window="total")
+    done = await s.reserve(t.id, Cost(tokens=5), ttl_s=10)
+    await s.settle(done.id, Cost(tokens=5))
+    now[0] += 3 * 86400
+    live = await s.reserve(t.id, Cost(tokens=5), ttl_s=30 * 86400)
+    now[0] += 6 * 86400  # done's deadline is 9 days old, live is open
+    await s.expire_stale()
+    with pytest.raises(UnknownReservation):
+        await s.settle(done.id, Cost(tokens=5))
+    await s.settle(live.id, Cost(tokens=7))
+    assert (await s.status(t.id)).spent_tokens == 12
+    await s.close()
