@@ -1,0 +1,1 @@
+"""Lua scripts of the Redis ledger store (package data)."""
