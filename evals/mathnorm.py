@@ -41,7 +41,7 @@ def normalize_latex(answer: str) -> str:
     result has no whitespace. Idempotent.
     """
     s = answer.strip()
-    s = s.replace("$", "").replace("\\displaystyle", "")
+    s = s.replace("\\$", "").replace("$", "").replace("\\displaystyle", "")
     s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
     s = re.sub(r"\\[,;:! ]", "", s).replace("~", "")
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
