@@ -24,7 +24,8 @@ from evals.strategies import Choice, ReplayContext, best_single_index, get_strat
 __all__ = ["DEFAULT_STRATEGIES", "evaluate_choice", "pair_curve", "run_replay"]
 
 DEFAULT_STRATEGIES: tuple[str, ...] = (
-    "fixed", "best_single", "oracle", "random", "oracle_knapsack", "predictor_knapsack", "predictor_argmax",
+    "fixed", "best_single", "oracle", "random", "oracle_knapsack", "predictor_knapsack", "predictor_paced",
+    "predictor_argmax",
 )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 __all__ = ["write_report"]
 
 # Families drawn as lines (sweeps), in legend order; others are single markers.
-_SWEEPS = ("predictor_knapsack", "predictor_argmax", "oracle_knapsack")
+_SWEEPS = ("predictor_knapsack", "predictor_paced", "predictor_argmax", "oracle_knapsack")
 _MAIN = ("best_single", "oracle", "random")
 
 

@@ -197,6 +197,37 @@ def _predictor_argmax(table: ReplayTable, ctx: ReplayContext) -> list[Choice]:
     return out
 
 
+def _predictor_paced(table: ReplayTable, ctx: ReplayContext) -> list[Choice]:
+    """Online: queries arrive in table order; dual pacing (``budget.online.DualPacer``) prices predicted values.
+
+    No look-ahead: the price starts at 0 and follows the spend plan (adaptive:
+    what is left spread over the steps left); the step size makes one planned
+    step of overspend move the price by half the mean value-per-cost.
+    """
+    pred = _predicted(table, ctx)
+    if pred is None:
+        return []
+    from budget.online import DualPacer
+
+    values, costs = pred
+    n = values.shape[0]
+    out = []
+    for frac, cap in _budgets(table, ctx):
+        lam_scale = float(np.abs(values).mean() / max(float(costs.mean()), 1e-12))
+        eta = 0.5 * lam_scale / max(cap / n, 1e-12)
+        pacer = DualPacer(cap, n, eta, adaptive=True, floor_cost=float(costs.min(axis=1).mean()))
+        state = pacer.initial()
+        choice = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            d = pacer.decide(state, values[i].tolist(), costs[i].tolist())
+            choice[i] = d.index if d.index is not None else int(np.argmin(costs[i]))
+            # The ledger settles the realised cost, not the predicted one.
+            state = pacer.update(state, float(table.costs[i, choice[i]]))
+        out.append(Choice(f"{ctx.predictor_name}+pacing@{frac:.0%}", "predictor_paced",
+                          one_hot(choice, len(table.options)), {"budget_fraction": frac, "capacity": cap}))
+    return out
+
+
 STRATEGIES: dict[str, StrategyFn] = {
     "fixed": _fixed,
     "best_single": _best_single,
@@ -205,6 +236,7 @@ STRATEGIES: dict[str, StrategyFn] = {
     "oracle_knapsack": _oracle_knapsack,
     "predictor_knapsack": _predictor_knapsack,
     "predictor_argmax": _predictor_argmax,
+    "predictor_paced": _predictor_paced,
 }
 
 

@@ -71,6 +71,17 @@ def test_predictor_strategies_use_the_callable_and_regret(table):
     assert "calibration" in r and sum(r["calibration"]["count"]) == 8
 
 
+def test_perfect_predictor_matches_the_offline_optimum(table):
+    ctx = ReplayContext(budget_fractions=(0.5, 1.0), predictor=lambda t: (t.scores, None), predictor_name="p")
+    s = run_replay(table, ["predictor_knapsack", "predictor_paced"], ctx)["strategies"]
+    assert s["p+knapsack@50%"]["score"] == 0.75 and s["p+knapsack@50%"]["regret"] == pytest.approx(0.0)
+    assert s["p+knapsack@100%"]["score"] == 1.0
+    # Online pacing never spends past the budget (here 8 and 16) and gains over all-weak (0.5).
+    for frac, cap in ((0.5, 8.0), (1.0, 16.0)):
+        r = s[f"p+pacing@{frac:.0%}"]
+        assert r["total_cost"] <= cap + 1e-9 and r["score"] > 0.5
+
+
 def test_registry_accepts_new_strategies(table):
     register_strategy("always_strong_test", lambda t, c: [
         Choice("always_strong_test", "custom", np.tile([0.0, 1.0], (len(t.prompts), 1)))])
