@@ -71,7 +71,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.kill()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str, str]:
     """(kind, target, prefix): a fresh SQLite file or a fresh key prefix on the shared Redis."""
     if request.param == "sqlite":
