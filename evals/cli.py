@@ -232,7 +232,7 @@ def _print_table(report: dict[str, Any]) -> None:
     for n, r in report["strategies"].items():
         tok = "-" if r.get("tokens") is None else f"{r['tokens']:.1f}"
         reg = "-" if r.get("regret") is None else f"{r['regret']:.4f}"
-        print(f"{n:52s} {r['score']:7.4f} {r['cost']:9.4f} {tok:>9s} {reg:>8s}")
+        print(f"{n:52s} {r['score']:7.4f} {r['cost']:9.4g} {tok:>9s} {reg:>8s}")
     for fam, v in (report.get("aiq") or {}).items():
         print(f"AIQ {fam}: {v:.4f}")
     pair = report.get("pair")

@@ -22,7 +22,8 @@ def _fmt(x: Any, nd: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     if isinstance(x, float):
-        return f"{x:.{nd}f}"
+        # Dollar costs per query can be 1e-6; keep significant digits there.
+        return f"{x:.{nd}f}" if x == 0 or abs(x) >= 0.01 else f"{x:.3g}"
     return str(x)
 
 

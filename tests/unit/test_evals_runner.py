@@ -62,6 +62,8 @@ class FakeServer:
             "usage": {"prompt_tokens": 11, "completion_tokens": thinking + 6, "total_tokens": thinking + 17,
                       "completion_tokens_details": {"reasoning_tokens": thinking}},
         }
+        if body.get("omit_details"):
+            del resp["usage"]["completion_tokens_details"]
         if gateway is not None:
             resp["thinkgate"] = {"model": "routed-model", "thinking_budget": gateway,
                                  "usage": {"thinking_tokens": thinking, "answer_tokens": 6},
@@ -147,6 +149,13 @@ def test_gateway_mode_uses_thinkgate_usage_and_cost(server, tmp_path):
     rec = summary.records[0]
     assert server.bodies[0]["thinkgate"] == {"max_thinking_tokens": 3}
     assert rec.model == "routed-model" and rec.thinking_tokens == 3 and rec.cost_usd == pytest.approx(0.001)
+
+
+def test_thinking_tokens_counted_from_reasoning_text_when_usage_lacks_them(server):
+    cfg = RunConfig(server.url, "m", thinking_budget=3, extra_body={"omit_details": True})
+    rec = run(_items(1), cfg, progress=False, count_tokens=lambda text: len(text.split())).records[0]
+    assert rec.thinking_tokens == 3  # "think think think" from message.reasoning_content
+    assert rec.answer_tokens == 9 - 3  # completion_tokens minus thinking
 
 
 def test_unseeded_sampling_is_not_cached(server, tmp_path):
