@@ -127,20 +127,19 @@ class SQLiteLedger:
             tenant, now=now, spent_n=u[0], spent_tokens=u[1], reserved_n=u[2], reserved_tokens=u[3],
             req_n=req_n, req_tokens=cost.tokens,
         )
-        if err is None:
-            rid = new_id("r")
-            conn.execute(
-                "INSERT INTO reservations (id, tenant_id, window_start, usd_n, tokens, created_at, expires_at, state)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
-                (rid, tenant_id, ws, req_n, cost.tokens, now, now + ttl_s),
-            )
-            conn.execute(
-                "UPDATE usage SET reserved_n = reserved_n + ?, reserved_tokens = reserved_tokens + ?"
-                " WHERE tenant_id = ? AND window_start = ?",
-                (req_n, cost.tokens, tenant_id, ws),
-            )
         if err is not None:
             return err
+        rid = new_id("r")
+        conn.execute(
+            "INSERT INTO reservations (id, tenant_id, window_start, usd_n, tokens, created_at, expires_at, state)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 'open')",
+            (rid, tenant_id, ws, req_n, cost.tokens, now, now + ttl_s),
+        )
+        conn.execute(
+            "UPDATE usage SET reserved_n = reserved_n + ?, reserved_tokens = reserved_tokens + ?"
+            " WHERE tenant_id = ? AND window_start = ?",
+            (req_n, cost.tokens, tenant_id, ws),
+        )
         return Reservation(rid, tenant_id, cost, now, now + ttl_s)
 
     async def settle(self, reservation_id: str, actual: Cost) -> None:
