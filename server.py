@@ -83,8 +83,23 @@ class Gateway:
                 ok, err = False, f"{type(exc).__name__}: {exc}"
             self.pool.mark(rep, ok, err)
             self.metrics.healthy.labels(rep.name).set(1 if ok else 0)
+            if ok and rep.reasoning_parser and rep.model not in self.pool.think_end_ids:
+                await self._learn_end_id(rep)
 
         await asyncio.gather(*(probe(r) for r in self.pool.replicas.values()))
+
+    async def _learn_end_id(self, rep: Replica) -> None:
+        """Ask the backend's tokenizer for the id of the end-of-thinking marker."""
+        assert self.session is not None
+        body = {"model": rep.model, "prompt": self.settings.gateway.think_end_marker, "add_special_tokens": False}
+        try:
+            async with self.session.post(rep.url + "/tokenize", json=body,
+                                         timeout=aiohttp.ClientTimeout(total=self.settings.gateway.health_timeout_s)) as r:
+                tokens = (await r.json()).get("tokens") if r.status == 200 else None
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return
+        if isinstance(tokens, list) and len(tokens) == 1 and isinstance(tokens[0], int):
+            self.pool.think_end_ids[rep.model] = tokens[0]
 
     async def _health_loop(self) -> None:
         while True:

@@ -46,6 +46,9 @@ class BackendPool:
             self.replicas[r.name] = r
             self.by_model.setdefault(r.model, []).append(r)
         self.aliases = frozenset(aliases)
+        # Token id of the end-of-thinking marker per model, learned from the
+        # backend's tokenizer (/tokenize) once a replica is up.
+        self.think_end_ids: dict[str, int] = {}
         # Round-robin tie-breaker among replicas with equal load.
         self._rr = itertools.count()
         self._snapshot: RoutingSnapshot | None = None

@@ -38,7 +38,8 @@ def build_tiny_model(out: Path, seed: int = 0) -> Path:
         unk_token=None, chat_template=CHAT_TEMPLATE,
     )
     fast.save_pretrained(out)
-    vocab_size = 320  # > 256 bytes + specials, a multiple of 64
+    # Exactly the tokenizer's size: a random model must not sample ids that decode to nothing.
+    vocab_size = len(fast)
     cfg = Qwen2Config(
         vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=4096,

@@ -30,7 +30,7 @@ from thinkgate.gateway.pipeline import (
     thinkgate_object,
     upstream_body,
 )
-from thinkgate.gateway.proxy import SSERelay, Usage
+from thinkgate.gateway.proxy import SSERelay, ThinkCounter, Usage, count_thinking, strip_token_ids
 from thinkgate.gateway.validate import Endpoint, ParsedRequest, parse_body
 
 if TYPE_CHECKING:
@@ -153,8 +153,10 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
     settled = False
+    end_id = gw.pool.think_end_ids.get(decision.model)
+    client_ids = bool(req.body.get("return_token_ids"))
     try:
-        body = orjson.dumps(upstream_body(req, decision))
+        body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
         assert gw.upstream is not None
         replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
         out.backend = replica.name
@@ -171,9 +173,9 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
                 completed = True
                 return
             if req.stream:
-                await _relay_stream(gw, req, out, replica, resp, route, rid, t0, send)
+                await _relay_stream(gw, req, out, replica, resp, route, rid, t0, send, end_id, client_ids)
             else:
-                await _relay_json(gw, out, replica, resp, route, rid, t0, send)
+                await _relay_json(gw, out, replica, resp, route, rid, t0, send, end_id, client_ids)
             completed = True
         finally:
             if completed:
@@ -203,13 +205,19 @@ def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -
 
 
 async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp.ClientResponse, route: str,
-                      rid: str, t0: float, send: Send) -> None:
+                      rid: str, t0: float, send: Send, end_id: int | None, client_ids: bool) -> None:
     raw = await resp.read()
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise E.BadGateway(f"backend {replica.name} returned invalid JSON") from None
-    _account(gw, out, replica, Usage.parse(obj.get("usage")))
+    usage = Usage.parse(obj.get("usage"))
+    thinking = count_thinking(obj, end_id)
+    if usage is not None and thinking is not None:
+        usage.thinking_tokens = thinking
+    if end_id is not None and not client_ids:
+        strip_token_ids(obj)
+    _account(gw, out, replica, usage)
     obj["thinkgate"] = thinkgate_object(out)
     await send_json(send, 200, orjson.dumps(obj), decision_headers(out, rid))
     gw.metrics.requests.labels(route, "200", replica.name).inc()
@@ -217,20 +225,27 @@ async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp
 
 
 async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
-                        resp: aiohttp.ClientResponse, route: str, rid: str, t0: float, send: Send) -> None:
-    relay = SSERelay(req.include_usage)
+                        resp: aiohttp.ClientResponse, route: str, rid: str, t0: float, send: Send,
+                        end_id: int | None, client_ids: bool) -> None:
+    counter = ThinkCounter(end_id) if end_id is not None else None
+    relay = SSERelay(req.include_usage, counter, strip_ids=counter is not None and not client_ids)
     await send({"type": "http.response.start", "status": 200,
                 "headers": [*_SSE_HDRS, *_hdrs(decision_headers(out, rid))]})
     first = True
-    async for data in resp.content.iter_any():
-        chunk = relay.feed(data)
-        if chunk:
-            if first and relay.saw_token:
-                first = False
-                gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    try:
+        async for data in resp.content.iter_any():
+            chunk = relay.feed(data)
+            if chunk:
+                if first and relay.saw_token:
+                    first = False
+                    gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except BaseException:
+        # Client gone or upstream cut: account for the tokens generated so far.
+        _account(gw, out, replica, relay.partial_usage())
+        raise
     tail = relay.tail()
-    _account(gw, out, replica, relay.usage)
+    _account(gw, out, replica, relay.final_usage())
     obj_name = "chat.completion.chunk" if req.endpoint == "chat" else "text_completion"
     final = {"id": relay.last_chunk_id or out.decision_id, "object": obj_name,
              "created": relay.created or int(time.time()), "model": relay.model or out.decision.model,

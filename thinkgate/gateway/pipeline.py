@@ -45,12 +45,13 @@ def request_view(req: ParsedRequest, tenant_id: str) -> RequestView:
     )
 
 
-def upstream_body(req: ParsedRequest, decision: Decision) -> dict[str, Any]:
+def upstream_body(req: ParsedRequest, decision: Decision, want_token_ids: bool = False) -> dict[str, Any]:
     """The body sent to vLLM: the client's body with the decision applied.
 
     The thinking budget travels as vLLM's native ``thinking_token_budget`` when
     the mode is hard (or soft+hard); guidance arguments travel in
-    ``vllm_xargs``; usage is always requested on streams.
+    ``vllm_xargs``; usage is always requested on streams; token ids are
+    requested when ``want_token_ids`` (to count thinking tokens exactly).
     """
     body = req.body  # already a private copy parsed from the request bytes
     body["model"] = decision.model
@@ -65,6 +66,8 @@ def upstream_body(req: ParsedRequest, decision: Decision) -> dict[str, Any]:
         xargs = dict(body.get("vllm_xargs") or {})
         xargs.update(decision.extra_vllm_args)
         body["vllm_xargs"] = xargs
+    if want_token_ids:
+        body["return_token_ids"] = True
     if req.stream:
         so = dict(body.get("stream_options") or {})
         so["include_usage"] = True

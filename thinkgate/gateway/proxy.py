@@ -13,6 +13,7 @@ break the gateway's 1 ms overhead target.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +127,69 @@ class Upstream:
 
 
 _DONE = b"data: [DONE]"
+_IDS_RE = re.compile(rb',"(?:prompt_)?token_ids":(?:\[[0-9, ]*\]|null)')
+_CHOICE_IDS_RE = re.compile(rb'"token_ids":\[([0-9, ]*)\]')
+_PROMPT_IDS_RE = re.compile(rb'"prompt_token_ids":\[([0-9, ]*)\]')
+
+
+class ThinkCounter:
+    """Counts thinking tokens from output token ids.
+
+    vLLM's ``reasoning_tokens`` usage field counts only tokens between a
+    ``<think>`` and ``</think>`` *in the output*; templates that open ``<think>``
+    in the prompt (DeepSeek-R1, Qwen3) get 0. The gateway therefore asks for
+    ``return_token_ids`` and counts every output token up to and including the
+    first end marker as thinking (the marker counts, as for vLLM's budget).
+    """
+
+    __slots__ = ("end_id", "before_end", "seen_end", "saw_reasoning", "total", "prompt")
+
+    def __init__(self, end_id: int) -> None:
+        self.end_id = end_id
+        self.before_end = 0
+        self.seen_end = False
+        self.saw_reasoning = False
+        self.total = 0  # output tokens seen, for the accounting of aborted streams
+        self.prompt = 0
+
+    def add(self, ids: list[int]) -> None:
+        self.total += len(ids)
+        if self.seen_end:
+            return
+        try:
+            self.before_end += ids.index(self.end_id) + 1
+            self.seen_end = True
+        except ValueError:
+            self.before_end += len(ids)
+
+    @property
+    def thinking(self) -> int:
+        return self.before_end if self.saw_reasoning or self.seen_end else 0
+
+
+def count_thinking(obj: dict[str, Any], end_id: int | None) -> int | None:
+    """Thinking tokens of a non-stream response from its choices' ``token_ids`` (None: unknown)."""
+    if end_id is None:
+        return None
+    total = 0
+    for choice in obj.get("choices") or ():
+        ids = choice.get("token_ids")
+        if not isinstance(ids, list):
+            return None
+        c = ThinkCounter(end_id)
+        c.add(ids)
+        msg = choice.get("message")
+        c.saw_reasoning = bool(msg.get("reasoning") or msg.get("reasoning_content")) if isinstance(msg, dict) else True
+        total += c.thinking
+    return total
+
+
+def strip_token_ids(obj: dict[str, Any]) -> None:
+    """Remove the token ids the gateway asked for on the client's behalf."""
+    obj.pop("prompt_token_ids", None)
+    for choice in obj.get("choices") or ():
+        choice.pop("token_ids", None)
+        choice.pop("prompt_token_ids", None)
 
 
 class SSERelay:
@@ -134,21 +198,24 @@ class SSERelay:
     Captures the usage chunk (asked for upstream with
     ``stream_options.include_usage``) and drops it again when the client did not
     ask for usage; drops the upstream ``[DONE]`` so the gateway can append its
-    own final ``thinkgate`` chunk first.
+    own final ``thinkgate`` chunk first. With a ``counter``, counts thinking
+    tokens from the per-chunk ``token_ids`` and strips them (byte edits, no
+    re-serialisation) unless the client asked for them.
     """
 
-    __slots__ = ("include_usage", "usage", "buf", "last_chunk_id", "created", "model", "reasoning_events",
-                 "saw_token")
+    __slots__ = ("include_usage", "usage", "buf", "last_chunk_id", "created", "model", "saw_token", "counter",
+                 "strip_ids")
 
-    def __init__(self, include_usage: bool) -> None:
+    def __init__(self, include_usage: bool, counter: ThinkCounter | None = None, strip_ids: bool = False) -> None:
         self.include_usage = include_usage
         self.usage: Usage | None = None
         self.buf = b""
         self.last_chunk_id: str | None = None
         self.created: int | None = None
         self.model: str | None = None
-        self.reasoning_events = 0
         self.saw_token = False
+        self.counter = counter
+        self.strip_ids = strip_ids
 
     def feed(self, data: bytes) -> bytes:
         """Consume raw bytes; return the complete events to forward now (maybe empty)."""
@@ -160,10 +227,20 @@ class SSERelay:
         complete, self.buf = buf[: cut + 2], buf[cut + 2 :]
         if self.last_chunk_id is None:
             self._remember_ids(complete)
-        if b'"reasoning"' in complete:
-            self.reasoning_events += complete.count(b'"reasoning"')
-        if not self.saw_token and (b"\"delta\"" in complete or b"\"text\"" in complete):
+        if not self.saw_token and (b'"delta"' in complete or b'"text"' in complete):
             self.saw_token = True
+        counter = self.counter
+        if counter is not None:
+            if not counter.saw_reasoning and b'"reasoning' in complete:
+                counter.saw_reasoning = True
+            if not counter.prompt and b'"prompt_token_ids":[' in complete:
+                m = _PROMPT_IDS_RE.search(complete)
+                counter.prompt = m.group(1).count(b",") + 1 if m and m.group(1).strip() else 0
+            if b'"token_ids"' in complete:
+                for m in _CHOICE_IDS_RE.finditer(complete):
+                    counter.add([int(x) for x in m.group(1).split(b",") if x.strip()])
+            if self.strip_ids and b"token_ids" in complete:
+                complete = _IDS_RE.sub(b"", complete)
         if b'"usage"' not in complete and _DONE not in complete:
             return complete  # fast path: nothing to inspect
         out = []
@@ -202,6 +279,19 @@ class SSERelay:
         if usage is not None:
             self.usage = usage
         return usage is not None and not obj.get("choices")
+
+    def final_usage(self) -> Usage | None:
+        """The usage with thinking tokens from the counter when it saw token ids."""
+        if self.usage is not None and self.counter is not None and (self.counter.before_end or self.counter.seen_end):
+            self.usage.thinking_tokens = self.counter.thinking
+        return self.usage
+
+    def partial_usage(self) -> Usage | None:
+        """What is known of an unfinished stream (client gone, upstream cut): tokens seen so far."""
+        c = self.counter
+        if c is None or not c.total:
+            return self.usage
+        return Usage(prompt_tokens=c.prompt, completion_tokens=c.total, thinking_tokens=c.thinking)
 
     def tail(self) -> bytes:
         """Whatever incomplete event is left when the upstream closes."""
