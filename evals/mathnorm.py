@@ -55,6 +55,10 @@ def normalize_latex(answer: str) -> str:
     s = s.strip().rstrip(".").strip()
     if s.count("=") == 1:
         s = _LEADING_VAR_RE.sub("", s)
+    s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)  # "x \in [1, 2]" -> "[1, 2]"
+    m = re.fullmatch(r"\(\s*([A-Ea-e])\s*\)", s)
+    if m:
+        s = m.group(1)  # multiple-choice "(C)" -> "C"
     # Units only go when something precedes them ("5 cm" -> "5"; "cm" stays).
     stripped = _UNIT_TAIL_RE.sub("", s)
     if stripped.strip() and stripped != s and re.search(r"[\d}]\s*$", stripped.strip()):

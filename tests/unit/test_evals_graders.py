@@ -61,7 +61,7 @@ def test_extract_answer_priorities():
     ("(-\\infty, 3] \\cup (5,\\infty)", "(-\\infty,3]\\cup(5,\\infty)"), ("90", "90^\\circ"),
     ("x=5", "5"), ("\\text{Evelyn}", "evelyn"), ("-2,1", "1,-2"), ("50\\%", "0.5"), ("50\\%", "50"),
     ("6-5i", "6 - 5i"), ("5\\text{ cm}^2", "5"), ("1,000", "1000"), ("\\left(6,31,-1\\right)", "(6,31,-1)"),
-    ("x^3+3x-6", "-6+3x+x^3"), ("\\$18.00", "18"),
+    ("x^3+3x-6", "-6+3x+x^3"), ("\\$18.00", "18"), ("C", "\\text{(C)}"), ("x \\in [1, 2)", "[1,2)"),
 ])
 def test_math_equal_true(pred, gold):
     assert math_equal(pred, gold), (pred, gold)
