@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from budget.ledger import BudgetExceeded, Cost, UnknownReservation, UnknownTenant, window_bounds
+from budget.ledger import BudgetExceeded, Cost, LedgerStore, UnknownReservation, UnknownTenant, window_bounds
 
 from ._stores import make_store
 
@@ -23,6 +23,10 @@ pytestmark = pytest.mark.asyncio(loop_scope="function")
 
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
+async def test_store_implements_the_protocol(store):
+    assert isinstance(store, LedgerStore)
 
 
 async def test_200_concurrent_reservations_exactly_50_fit(store):
