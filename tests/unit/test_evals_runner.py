@@ -212,3 +212,23 @@ def test_sweep_writes_records_and_wide_table(server, tmp_path):
     assert len(load_outcome_records(res.records_path)) == 32
     with pytest.raises(ValueError, match="--guidance"):
         parse_guidance("oops")
+
+
+def test_cli_run_and_sweep(server, tmp_path, capsys):
+    from thinkgate.cli import main
+
+    data = tmp_path / "toy.jsonl"
+    data.write_text("".join(json.dumps({"q": f"What is {i} + 1?", "a": i + 1}) + "\n" for i in range(6)))
+    common = ["--jsonl", str(data), "--prompt-field", "q", "--answer-field", "a", "--grader", "number",
+              "--base-url", server.url, "--no-progress"]
+    assert main(["eval", "run", *common, "--model", "m", "--budget", "2", "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert "requested 6" in capsys.readouterr().out
+    assert [r.score for r in load_outcome_records(tmp_path / "r.jsonl")] == [1.0, 0.0] * 3
+    assert main(["eval", "sweep", *common, "--models", "a,b", "--budgets", "none,1", "--out-dir",
+                 str(tmp_path / "sw")]) == 0
+    assert set(load_outcome_table(tmp_path / "sw" / "table.json")[0].scores) == {"a", "a@1", "b", "b@1"}
+    with pytest.raises(SystemExit) as exc:  # argparse rejects the type
+        main(["eval", "run", *common, "--model", "m", "--budget", "-3"])
+    assert exc.value.code == 2 and "--budget" in capsys.readouterr().err
+    assert main(["eval", "run", *common, "--model", "m", "--extra-body", "[1]"]) == 2
+    assert "--extra-body" in capsys.readouterr().err
