@@ -48,8 +48,8 @@ class MixConfig:
     def __init__(
         self,
         style_weights: tuple[float, float, float] = (0.3, 0.55, 0.15),
-        p_empty: float = 0.08,
-        p_cut: float = 0.22,
+        p_empty: float = 0.07,
+        p_cut: float = 0.15,
     ) -> None:
         if len(style_weights) != len(tasks.STYLES) or min(style_weights) < 0:
             raise ValueError(f"style_weights: need {len(tasks.STYLES)} non-negative weights")

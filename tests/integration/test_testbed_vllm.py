@@ -1,0 +1,72 @@
+"""Each testbed model served by a real vLLM CPU server: thinking split, native budget, budget-accuracy shape.
+
+One session-scoped server per model (started one at a time, killed after its
+tests). Greedy decoding, so the seeded 60-problem eval is deterministic; the
+margins asserted are far inside what the model card measures.
+"""
+
+import importlib.util
+import statistics
+
+import pytest
+
+from testbed import tasks
+from testbed.models import list_models
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed"),
+    pytest.mark.skipif(not list_models(), reason="no testbed models under testbed/models"),
+]
+
+# Medium and hard thirds: where thinking matters.
+EVAL_DIFFICULTIES = (7, 8, 9, 10, 11, 12)
+
+
+@pytest.fixture(scope="session", params=list_models())
+def served(request, tmp_path_factory):
+    from testbed.models import model_path
+    from testbed.serve import VllmServer
+
+    name = request.param
+    log = tmp_path_factory.mktemp("vllm") / f"{name}.log"
+    srv = VllmServer(name, log_path=log)
+    srv.start(timeout_s=420)
+    from testbed.evaluate import VllmSampler
+
+    sampler = VllmSampler(srv.base_url, name, model_path(name) / "tokenizer.json", concurrency=16, seed=0)
+    yield name, sampler
+    sampler.close()
+    srv.stop()
+
+
+def test_thinking_split_and_native_budget(served):
+    _, sampler = served
+    p = tasks.sample_problems(1, "test", seed=3, difficulties=[12])[0]
+    free, = sampler.generate([p.text], None)
+    assert free.reasoning.count("\n") >= 10  # one line per term
+    assert "</think>" not in free.content and "<think>" not in free.reasoning
+    assert free.thinking_tokens > 40
+    zero, = sampler.generate([p.text], 0)
+    assert zero.reasoning == "" and tasks.parse_answer(zero.content) is not None
+    eight, = sampler.generate([p.text], 8)
+    assert eight.thinking_tokens == 8  # forced end exactly at the budget
+    assert tasks.parse_answer(eight.content) is not None  # a best-effort answer still follows
+
+
+def test_budget_accuracy_relationship(served):
+    _, sampler = served
+    problems = tasks.sample_problems(60, "test", seed=11, difficulties=EVAL_DIFFICULTIES)
+
+    def accuracy(budget):
+        gens = sampler.generate([p.text for p in problems], budget)
+        return statistics.mean(tasks.grade(p, g.content) for p, g in zip(problems, gens)), gens
+
+    full, gens = accuracy(None)
+    median = statistics.median(g.thinking_tokens for g in gens)
+    half, half_gens = accuracy(round(0.5 * median))
+    none, _ = accuracy(0)
+    assert max(g.thinking_tokens for g in half_gens) <= round(0.5 * median)
+    assert full >= none + 0.35, (full, half, none)
+    assert full >= half + 0.15, (full, half, none)
+    assert half >= none, (full, half, none)
