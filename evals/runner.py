@@ -194,7 +194,8 @@ async def run_async(
         hit = cache.get(key) if cache is not None and cfg.cacheable else None
         if hit is not None:
             summary.n_cached += 1
-            results[i] = _make_record(item, cfg, hit["response"], hit["latency_s"], count_tokens, key)
+            results[i] = await asyncio.to_thread(_make_record, item, cfg, hit["response"], hit["latency_s"],
+                                                 count_tokens, key)
             bar.advance(task_id)
             return
         async with sem:
@@ -211,7 +212,8 @@ async def run_async(
         raw = resp.model_dump(mode="json")
         if cache is not None and cfg.cacheable:
             cache.put(key, {"response": raw, "latency_s": latency})
-        results[i] = _make_record(item, cfg, raw, latency, count_tokens, key)
+        # Grading may wait seconds on sympy: keep it off the event loop so other requests flow.
+        results[i] = await asyncio.to_thread(_make_record, item, cfg, raw, latency, count_tokens, key)
         bar.advance(task_id)
 
     try:
