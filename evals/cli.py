@@ -20,7 +20,8 @@ _RUN_EPILOG = """examples:
 _SWEEP_EPILOG = """examples:
   thinkgate eval sweep --dataset testbed --limit 300 --models tb-small,tb-large --budgets none,0,16,64 --out-dir runs/tb
   thinkgate eval sweep --dataset gsm8k --limit 200 --models qwen3-0.6b --budgets 256,1024 \\
-      --guidance none --guidance 'guided={"vllm_xargs": {"thinkgate_guidance": "gamma"}}'
+      --guidance none --guidance 'guided={"vllm_xargs": {"think_strength": 4.0}}'
+  (a --guidance body is merged into every request; its vllm_xargs keys are the guidance plugin's)
 """
 _REPLAY_EPILOG = """examples:
   thinkgate eval replay --table ../shared/data/llmrouter/dcrouter_test.json \\

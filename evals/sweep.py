@@ -35,7 +35,7 @@ def parse_guidance(spec: str) -> tuple[str, dict[str, Any]]:
     """``"none"`` -> ``("none", {})``; ``"name=<json object>"`` -> ``(name, extra_body)``.
 
     The JSON object is merged into the request's extra body, e.g.
-    ``guided={"vllm_xargs": {"thinkgate_guidance": "gamma"}}``.
+    ``guided={"vllm_xargs": {"think_strength": 4.0}}`` (keys as the guidance plugin defines them).
     """
     if spec == "none":
         return "none", {}
