@@ -30,7 +30,7 @@ def start_vllm(model_dir: Path, name: str, log: Path, extra: list[str] | None = 
     args = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--served-model-name", name, "--port", str(port), "--host", "127.0.0.1",
             "--reasoning-parser", "deepseek_r1", "--max-model-len", "2048", "--dtype", "float32",
-            "--max-num-seqs", "16", *(extra or [])]
+            "--max-num-seqs", "16", "--enforce-eager", *(extra or [])]
     # nobind: several servers share 2 cores; vLLM's default binds each one to core 0.
     env = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

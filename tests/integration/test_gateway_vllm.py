@@ -94,8 +94,8 @@ def test_non_stream_usage_and_reasoning_split_with_native_budget(stack, end_id):
     assert tg["usage"]["thinking_tokens"] + tg["usage"]["answer_tokens"] == usage["completion_tokens"] == 48
     # vLLM forced </think> right after the budget: the thinking stops there.
     assert budget <= tg["usage"]["thinking_tokens"] <= budget + 1
-    msg = body["choices"][0]["message"]
-    assert msg.get("reasoning") and msg.get("content")
+    assert tg["usage"]["answer_tokens"] == 48 - tg["usage"]["thinking_tokens"] > 0
+    assert body["choices"][0]["message"].get("reasoning")  # the parser split the thinking off
     ids = body["choices"][0]["token_ids"]
     assert ids.index(end_id) + 1 == tg["usage"]["thinking_tokens"]
     assert "token_ids" in body["choices"][0]  # asked for by the client: kept
@@ -133,8 +133,9 @@ def test_stream_pass_through_with_final_thinkgate_chunk(stack, end_id):
     chunks = [json.loads(e) for e in events[:-1]]
     assert not any(c.get("usage") for c in chunks)  # client did not ask for usage
     assert not any("token_ids" in c["choices"][0] for c in chunks if c["choices"])  # nor for token ids
-    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"]]
-    kinds = ["reasoning" if d.get("reasoning") else "content" if d.get("content") else None for d in deltas]
+    # A random model's answer bytes may not decode (empty content strings): classify by key.
+    deltas = [c["choices"][0]["delta"] for c in chunks if c["choices"] and "role" not in c["choices"][0]["delta"]]
+    kinds = ["reasoning" if "reasoning" in d else "content" if "content" in d else None for d in deltas]
     kinds = [k for k in kinds if k]
     first_content = kinds.index("content")
     assert "reasoning" in kinds[:first_content] and "reasoning" not in kinds[first_content:]
