@@ -47,9 +47,19 @@ __all__ = ["RedisLedger"]
 _LUA_DIR = Path(__file__).with_name("lua")
 
 
+_OPS = ("reserve", "finish", "status")  # defined as Lua functions op_<name>(A); batchable
+
+
 def _script(name: str, prefix: str) -> str:
+    """Source of script ``name``: the shared helpers, then the operation(s), then the entry point."""
     common = (_LUA_DIR / "common.lua").read_text().replace("@PREFIX@", prefix).replace("@KEEP@", str(KEEP_S))
-    return common + "\n" + (_LUA_DIR / f"{name}.lua").read_text()
+    if name == "batch":
+        ops = "\n".join((_LUA_DIR / f"{op}.lua").read_text() for op in _OPS)
+        return f"{common}\n{ops}\n{(_LUA_DIR / 'batch.lua').read_text()}"
+    body = (_LUA_DIR / f"{name}.lua").read_text()
+    if name in _OPS:
+        body += f"\nreturn op_{name}(ARGV)\n"
+    return f"{common}\n{body}"
 
 
 def _s(b: Any) -> str:
@@ -102,7 +112,8 @@ class RedisLedger:
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
         self._r = aioredis.Redis.from_pool(pool)
         self._month: tuple[float, float, int] = (0.0, 0.0, 0)  # cached [start, end) of the current month
-        self._src = {n: _script(n, prefix) for n in ("reserve", "finish", "status", "expire", "add_tenant", "stats_add")}
+        names = (*_OPS, "batch", "expire", "add_tenant", "stats_add")
+        self._src = {n: _script(n, prefix) for n in names}
         self._sha: dict[str, str] = {}
         self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
         self._flushes: set[asyncio.Task[None]] = set()
@@ -138,28 +149,60 @@ class RedisLedger:
                 fut.set_result(res)
 
     async def _exec(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        from redis.exceptions import NoScriptError
+        """Run the calls in order in one round trip; returns a result or an exception per call.
 
+        Several reserve/finish/status calls go as ONE batch script (cheapest for
+        client and server); a mix with other scripts goes as a pipeline.
+        """
+        from redis.exceptions import NoScriptError, ResponseError
+
+        await self._ensure_scripts()
+        if len(calls) > 1 and all(n in _OPS for n, _ in calls):
+            flat: list[Any] = []
+            for n, a in calls:
+                flat += [n, len(a), *a]
+            return list(await self._evalsha("batch", flat))
+        if len(calls) == 1:
+            try:
+                return [await self._evalsha(*calls[0])]
+            except ResponseError as exc:  # a script's own error belongs to its caller
+                return [exc]
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for _ in range(3):
-            if len(self._sha) < len(self._src):
-                for n, src in self._src.items():
-                    self._sha[n] = _s(await self._r.script_load(src))
             pipe = self._r.pipeline(transaction=False)
             for i in todo:
                 pipe.evalsha(self._sha[calls[i][0]], 0, *calls[i][1])
             out = await pipe.execute(raise_on_error=False)
             retry = []
             for i, res in zip(todo, out, strict=True):
-                if isinstance(res, NoScriptError):  # server restarted or flushed: not run, load and retry
+                if isinstance(res, NoScriptError):  # did not run: reload and rerun just these
                     retry.append(i)
                 else:
                     results[i] = res
             if not retry:
                 return results
             self._sha.clear()
+            await self._ensure_scripts()
             todo = retry
+        raise RuntimeError("redis: scripts keep disappearing (SCRIPT FLUSH loop?)")
+
+    async def _ensure_scripts(self) -> None:
+        """Load every script once per server (again after a restart or SCRIPT FLUSH)."""
+        if len(self._sha) < len(self._src):
+            for n, src in self._src.items():
+                self._sha[n] = _s(await self._r.script_load(src))
+
+    async def _evalsha(self, name: str, args: list[Any]) -> Any:
+        """EVALSHA with reload-and-retry on NOSCRIPT (which means the script did not run)."""
+        from redis.exceptions import NoScriptError
+
+        for _ in range(3):
+            try:
+                return await self._r.evalsha(self._sha[name], 0, *args)
+            except NoScriptError:
+                self._sha.clear()
+                await self._ensure_scripts()
         raise RuntimeError("redis: scripts keep disappearing (SCRIPT FLUSH loop?)")
 
     def _month_start(self, now: float) -> int:
