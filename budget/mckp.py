@@ -52,7 +52,7 @@ class MCKPSolution:
     exact solver, which is optimal on the integerised instance). ``lam`` is the
     dual price of the capacity: every class's choice maximises ``p - lam * w``
     (the greedy's break class ties between two hull vertices); 0 when the capacity
-    does not bind. ``gap_bound`` is the largest value the solver may have left on
+    does not bind; NaN from the exact solver, which has no dual price. ``gap_bound`` is the largest value the solver may have left on
     the table relative to ``lp_bound`` (the greedy's dropped fractional step).
     """
 
