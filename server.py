@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from router.pool import BackendPool, Replica
 from router.seam import make_policy
 from thinkgate.config import Settings
-from thinkgate.gateway.hooks import Admission, NullAdmission
+from thinkgate.gateway.hooks import Admission
 from thinkgate.gateway.hotpath import HotPath
 from thinkgate.gateway.metrics import Metrics
 from thinkgate.gateway.proxy import Upstream, make_session
@@ -45,7 +45,11 @@ class Gateway:
                                   default_thinking_budget=r.default_thinking_budget,
                                   default_max_tokens=r.default_max_tokens, guidance_mode=r.guidance_mode)
         self.metrics = Metrics()
-        self.admission: Admission = admission or NullAdmission()
+        if admission is None:
+            from thinkgate.gateway.admission import LedgerAdmission
+
+            admission = LedgerAdmission(settings)
+        self.admission: Admission = admission
         self.session: aiohttp.ClientSession | None = None
         self.upstream: Upstream | None = None
         self._health_task: asyncio.Task[None] | None = None

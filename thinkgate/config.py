@@ -59,6 +59,9 @@ class GatewayConfig(BaseModel):
     require_api_key: bool = False
     admin_key: str | None = None
     decision_ttl_s: float = Field(3600.0, gt=0)
+    # max_tokens imposed on budgeted requests that set none, so that the
+    # reserved worst case is enforced by vLLM.
+    reserve_max_tokens: int = Field(4096, gt=0)
     # The single special token that ends thinking; its id is learned from each
     # backend's /tokenize and used to count thinking tokens exactly.
     think_end_marker: str = "</think>"

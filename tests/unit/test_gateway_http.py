@@ -35,6 +35,7 @@ def settings_for(*backends: tuple[str, str, str], **gateway) -> Settings:
         router={"default_thinking_budget": 64},
         backends=[{"name": n, "url": u, "model": m, "price_input_per_m": 1.0, "price_output_per_m": 2.0}
                   for n, u, m in backends],
+        ledger_url="sqlite:///:memory:",
     )
 
 

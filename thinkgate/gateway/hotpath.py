@@ -152,6 +152,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         raise E.NoBackend(str(exc)) from None
     out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
+    decision = out.decision  # admission may have capped or degraded it
     settled = False
     end_id = gw.pool.think_end_ids.get(decision.model)
     client_ids = bool(req.body.get("return_token_ids"))

@@ -27,6 +27,7 @@ class Outcome:
     usage: Usage | None = None
     reserved_usd: float = 0.0
     actual_usd: float | None = None
+    reservation_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

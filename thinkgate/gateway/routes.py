@@ -64,6 +64,18 @@ def install(app: FastAPI, gw: Gateway) -> None:
         return Response(orjson.dumps({"object": "list", "data": data}), media_type=_JSON,
                         headers={"x-request-id": _rid(request)})
 
+    @app.get("/v1/budget")
+    async def budget(request: Request) -> Response:
+        status = getattr(gw.admission, "budget_status", None)
+        if status is None:
+            raise E.NotFound("budgets are not enabled on this gateway")
+        body = await status(request.headers.get("authorization"))
+        return Response(orjson.dumps(body), media_type=_JSON, headers={"x-request-id": _rid(request)})
+
+    from thinkgate.gateway.admin import install_admin
+
+    install_admin(app, gw)
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type=_JSON)
