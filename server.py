@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from fastapi import FastAPI
@@ -50,6 +51,9 @@ class Gateway:
 
             admission = LedgerAdmission(settings)
         self.admission: Admission = admission
+        self.predictor: Any = None  # predictors.Predictor, loaded in start() when configured
+        self.needs_estimates = bool(getattr(self.policy, "needs_estimates", False))
+        self.needs_features = bool(getattr(self.policy, "needs_features", False))
         self.session: aiohttp.ClientSession | None = None
         self.upstream: Upstream | None = None
         self._health_task: asyncio.Task[None] | None = None
@@ -57,6 +61,13 @@ class Gateway:
     async def start(self) -> None:
         """Open the upstream client and the admission store; run a first health check."""
         g = self.settings.gateway
+        if self.settings.predictor_path:
+            from predictors import load_predictor
+
+            # Loaded here, never at import; a missing/incompatible artifact fails start-up with its name.
+            self.predictor = await asyncio.to_thread(load_predictor, self.settings.predictor_path)
+        elif self.needs_estimates:
+            raise RuntimeError(f"router.strategy {self.policy.name!r} needs a predictor: set predictor_path")
         self.session = make_session(g.connect_timeout_s, g.read_timeout_s, g.max_connections)
         self.upstream = Upstream(self.session, self.pool)
         await self.admission.start()

@@ -68,6 +68,17 @@ class RequestView:
     min_quality: float | None
     allow_skip: bool | None
     tenant_id: str
+    # Filled by the gateway before decide() when a predictor is loaded: one
+    # estimate per option ("model" or "model@budget"), duck-typed like
+    # predictors.OptionEstimate (option, p_correct, thinking_tokens_mean,
+    # thinking_tokens_p90, answer_tokens_mean, answer_tokens_p90).
+    estimates: tuple[Any, ...] = ()
+    # The query's feature vector (numpy array) when the policy asked for it
+    # (``needs_features``), e.g. the LinUCB context.
+    features: Any = None
+    # The tenant's current price of a dollar (dual variable from budget
+    # pacing): strategies trade value against cost as value - price * cost.
+    price_lambda: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +111,12 @@ class NoModelAvailable(RuntimeError):
 
 
 class DecisionPolicy(Protocol):
-    """A routing/allocation strategy. Pure: no I/O, no mutation of its inputs."""
+    """A routing/allocation strategy. Pure: no I/O, no mutation of its inputs.
+
+    Optional class attributes the gateway reads: ``needs_estimates`` (run the
+    predictor before ``decide``) and ``needs_features`` (also pass the feature
+    vector); both default to False.
+    """
 
     name: str
 

@@ -13,6 +13,7 @@ upstream connection, which makes vLLM abort the generation (no orphan work).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -144,8 +145,15 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     tenant = await gw.admission.authenticate(auth.decode("latin-1") if auth else None)
     req = parse_body(raw, endpoint, gw.settings.gateway.aliases[0])
     snapshot = gw.pool.snapshot()
+    view = request_view(req, tenant)
+    if gw.predictor is not None and gw.needs_estimates:
+        estimates, features = await asyncio.to_thread(_estimate, gw.predictor, req.prompt_text, gw.needs_features)
+        view = dataclasses.replace(view, estimates=estimates, features=features)
+    price = getattr(gw.admission, "price_lambda", None)
+    if price is not None:
+        view = dataclasses.replace(view, price_lambda=price(tenant))
     try:
-        decision = gw.policy.decide(request_view(req, tenant), snapshot)
+        decision = gw.policy.decide(view, snapshot)
     except UnknownModel as exc:
         raise E.ModelNotFound(str(exc), param="model") from None
     except NoModelAvailable as exc:
@@ -192,6 +200,11 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     finally:
         if not settled:
             await asyncio.shield(gw.admission.settle(tenant, out))
+
+
+def _estimate(predictor: Any, text: str, with_features: bool) -> tuple[tuple[Any, ...], Any]:
+    """Predictor call, run in a worker thread (featurization can take milliseconds)."""
+    return tuple(predictor.predict(text)), (predictor.features(text) if with_features else None)
 
 
 def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -> None:
