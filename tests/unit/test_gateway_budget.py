@@ -127,3 +127,32 @@ async def test_api_keys_required_and_admin_api(upstream, tmp_path):
     finally:
         await c.aclose()
         await ctx.__aexit__(None, None, None)
+
+
+async def test_window_pacer_raises_the_price_when_spend_runs_ahead_of_plan():
+    from thinkgate.gateway.admission import WindowPacer
+
+    class Status:
+        def __init__(self, spent, start, reset, limit=1.0):
+            self.spent_usd, self.reserved_usd, self.limit_usd = spent, 0.0, limit
+            self.window_start, self.window_reset_at = start, reset
+
+    class Ledger:
+        def __init__(self, st):
+            self.st = st
+
+        async def status(self, tenant):
+            return self.st
+
+    now = time.time()
+    pacer = WindowPacer(eta=1.0)
+    ahead = Ledger(Status(spent=0.9, start=now - 100, reset=now + 900))  # 90% spent, 10% of the window gone
+    for _ in range(3):
+        await pacer.observe("t", 0.01, ahead)
+    lam_ahead = pacer.price("t")
+    assert lam_ahead > 0
+    behind = Ledger(Status(spent=0.05, start=now - 900, reset=now + 100))  # far below plan
+    for _ in range(10):
+        await pacer.observe("t", 0.01, behind)
+    assert pacer.price("t") == 0.0 < lam_ahead
+    assert pacer.price("nobody") == 0.0

@@ -35,6 +35,45 @@ def prompt_token_bound(req: ParsedRequest) -> int:
     return len(req.prompt_text.encode("utf-8", "replace")) + _TEMPLATE_TOKENS_PER_MESSAGE * n_msgs
 
 
+class WindowPacer:
+    """Dual pacing of each tenant's dollar budget over its window (Balseiro et al. style).
+
+    The plan is linear in time: by fraction f of the window, f of the budget.
+    After each settled request the dimensionless price mu takes a step
+    ``mu <- max(0, mu + eta * (spent - planned) / limit)``; the price of a
+    dollar is ``mu / c_ref`` with ``c_ref`` an average request cost, so
+    ``value - lambda * cost`` weighs a typical request's cost against mu units
+    of P(correct). Windows of kind ``total`` have no time plan: they price by
+    the share already spent past half the budget.
+    """
+
+    def __init__(self, eta: float = 2.0, ema: float = 0.05) -> None:
+        self.eta = eta
+        self.ema = ema
+        self._state: dict[str, tuple[float, float]] = {}  # tenant -> (mu, c_ref)
+
+    def price(self, tenant: str) -> float:
+        mu, cref = self._state.get(tenant, (0.0, 0.0))
+        return mu / cref if cref > 0 else 0.0
+
+    async def observe(self, tenant: str, cost_usd: float, ledger: Any) -> None:
+        mu, cref = self._state.get(tenant, (0.0, 0.0))
+        cref = cost_usd if cref == 0 else (1 - self.ema) * cref + self.ema * cost_usd
+        status = await ledger.status(tenant)
+        limit = status.limit_usd
+        if not limit:
+            self._state[tenant] = (0.0, cref)
+            return
+        spent = status.spent_usd + status.reserved_usd
+        if status.window_reset_at is None:
+            mu = max(0.0, 4.0 * (spent / limit - 0.5))
+        else:
+            span = status.window_reset_at - status.window_start
+            planned = limit * min(1.0, max(0.0, (time.time() - status.window_start) / span))
+            mu = max(0.0, mu + self.eta * (spent - planned) / limit)
+        self._state[tenant] = (mu, cref)
+
+
 class LedgerAdmission:
     """:class:`~thinkgate.gateway.hooks.Admission` backed by a ``budget`` ledger store."""
 
@@ -43,6 +82,7 @@ class LedgerAdmission:
         self.ledger = ledger
         self._own_ledger = ledger is None
         self._keys: dict[str, tuple[float, Any]] = {}  # api key -> (expires, Tenant | None)
+        self.pacer = WindowPacer()
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -172,6 +212,12 @@ class LedgerAdmission:
             await self.ledger.release(rid)
             return
         await self.ledger.settle(rid, Cost(usd=out.actual_usd or 0.0, tokens=u.prompt_tokens + u.completion_tokens))
+        if out.actual_usd:
+            await self.pacer.observe(tenant, out.actual_usd, self.ledger)
+
+    def price_lambda(self, tenant: str) -> float:
+        """The tenant's current price of a dollar, in value units (0 for anonymous)."""
+        return self.pacer.price(tenant)
 
     async def budget_status(self, authorization: str | None) -> dict[str, Any]:
         """The body of ``GET /v1/budget`` for the caller."""
