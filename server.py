@@ -57,6 +57,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None
         self.upstream: Upstream | None = None
         self._health_task: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Open the upstream client and the admission store; run a first health check."""
@@ -79,9 +80,18 @@ class Gateway:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._health_task
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
         await self.admission.stop()
         if self.session:
             await self.session.close()
+
+    async def settle(self, tenant: str, out: Any) -> None:
+        """Settle a request's spend; shielded from cancellation and awaited at shutdown."""
+        task = asyncio.ensure_future(self.admission.settle(tenant, out))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
 
     async def check_health(self) -> None:
         """Probe every replica's ``/health`` once, concurrently."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, free_port, spawn, stop, wait_http
+from tests.helpers import ROOT, free_port, instant_backend, spawn, stop, wait_http
 
 VLLM_START_TIMEOUT = float(os.environ.get("THINKGATE_TEST_VLLM_TIMEOUT", "900"))
 
@@ -72,8 +72,13 @@ def vllm_tiny(tiny_model_dir, tmp_path_factory):
     stop(proc)
 
 
-def write_config(path: Path, port: int, backends: list[tuple[str, str, str]], **router) -> Path:
-    lines = [f"[gateway]\nport = {port}\nhealth_interval_s = 3600\n", "[router]\n"]
+def write_config(path: Path, port: int, backends: list[tuple[str, str, str]], ledger: Path | None = None,
+                 admin_key: str | None = None, **router) -> Path:
+    lines = [f"ledger_url = \"sqlite:///{ledger or path.with_suffix('.db')}\"\n",
+             f"[gateway]\nport = {port}\nhealth_interval_s = 3600\n"]
+    if admin_key:
+        lines.append(f'admin_key = "{admin_key}"\n')
+    lines.append("[router]\n")
     lines += [f"{k} = {v!r}\n".replace("'", '"') for k, v in router.items()]
     for name, url, model in backends:
         lines.append(f'[[backends]]\nname = "{name}"\nurl = "{url}"\nmodel = "{model}"\n'
@@ -86,3 +91,28 @@ def start_gateway(cfg: Path, port: int, log: Path) -> object:
     proc = spawn([sys.executable, "-m", "thinkgate.cli", "serve", "--config", str(cfg)], log)
     wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, log)
     return proc
+
+
+ADMIN_KEY = "test-admin-key"
+
+
+@pytest.fixture(scope="session")
+def gateway_stack(vllm_tiny, tmp_path_factory):
+    """Gateway (``thinkgate serve``) in front of vLLM plus a second replica that dies before the tests.
+
+    The second replica passes the gateway's start-up health check and is then
+    killed, so only the request path can find out (the health loop runs hourly
+    in this config): the failover test relies on that. Budgets live in a
+    SQLite ledger; the admin API is enabled with ``ADMIN_KEY``.
+    """
+    d = tmp_path_factory.mktemp("gw")
+    doomed_port = free_port()
+    doomed = instant_backend(doomed_port, d / "doomed.log", model="tiny")
+    port = free_port()
+    cfg = write_config(d / "tg.toml", port, [("tiny-0", vllm_tiny, "tiny"),
+                                            ("tiny-doomed", f"http://127.0.0.1:{doomed_port}", "tiny")],
+                       ledger=d / "ledger.db", admin_key=ADMIN_KEY, default_thinking_budget=16)
+    gw = start_gateway(cfg, port, d / "gw.log")
+    stop(doomed)
+    yield {"gw": f"http://127.0.0.1:{port}", "vllm": vllm_tiny, "cfg": cfg, "dir": d, "admin_key": ADMIN_KEY}
+    stop(gw)

@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.helpers import ROOT, free_port, instant_backend, stop, wait_http
+from tests.helpers import ROOT, free_port, stop, wait_http
 from tests.integration.conftest import start_gateway, write_config
 
 pytestmark = pytest.mark.integration
@@ -27,21 +27,8 @@ MSG = [{"role": "user", "content": "What is 12 + 30?"}]
 
 
 @pytest.fixture(scope="module")
-def stack(vllm_tiny, tmp_path_factory):
-    """Gateway in front of vLLM plus a second replica that is killed before the tests use it."""
-    d = tmp_path_factory.mktemp("gw")
-    doomed_port = free_port()
-    doomed = instant_backend(doomed_port, d / "doomed.log", model="tiny")
-    port = free_port()
-    cfg = write_config(d / "tg.toml", port, [("tiny-0", vllm_tiny, "tiny"),
-                                            ("tiny-doomed", f"http://127.0.0.1:{doomed_port}", "tiny")],
-                       default_thinking_budget=16)
-    gw = start_gateway(cfg, port, d / "gw.log")
-    # Passed the gateway's start-up health check, now dies: only the request
-    # path can find out (the health loop runs hourly in this config).
-    stop(doomed)
-    yield {"gw": f"http://127.0.0.1:{port}", "vllm": vllm_tiny, "cfg": cfg, "dir": d}
-    stop(gw)
+def stack(gateway_stack):
+    return gateway_stack
 
 
 def chat(base: str, timeout: float = 120, **body) -> httpx.Response:

@@ -25,14 +25,20 @@ from thinkgate.gateway.pipeline import Outcome
 from thinkgate.gateway.validate import ParsedRequest
 
 ANONYMOUS = "anonymous"
-_TEMPLATE_TOKENS_PER_MESSAGE = 16
+# Chat templates add role names, special tokens and the generation prompt
+# (e.g. "<|im_start|>assistant\n<think>\n"); byte-level tokenizers spend a
+# token per byte on them. Generous on purpose: an under-estimate would let a
+# request spend past its reservation.
+_TEMPLATE_TOKENS_PER_MESSAGE = 64
+_TEMPLATE_TOKENS_FIXED = 64
 _MIN_DEGRADED_TOKENS = 16
 
 
 def prompt_token_bound(req: ParsedRequest) -> int:
     """An upper bound on the prompt's tokens (bytes + chat-template allowance)."""
     n_msgs = len(req.body.get("messages") or ()) or 1
-    return len(req.prompt_text.encode("utf-8", "replace")) + _TEMPLATE_TOKENS_PER_MESSAGE * n_msgs
+    return len(req.prompt_text.encode("utf-8", "replace")) + _TEMPLATE_TOKENS_PER_MESSAGE * n_msgs + \
+        _TEMPLATE_TOKENS_FIXED
 
 
 class WindowPacer:

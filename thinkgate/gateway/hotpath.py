@@ -80,13 +80,17 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
     rid = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
     route = scope["path"]
     started = [False]
+    watcher: asyncio.Task[None] | None = None
 
     async def tracked_send(msg: dict[str, Any]) -> None:
         if msg["type"] == "http.response.start":
             started[0] = True
+        elif not msg.get("more_body", False) and watcher is not None:
+            # Response complete: a disconnect from now on must not cancel the
+            # settlement and bookkeeping that follow.
+            watcher.cancel()
         await send(msg)
 
-    watcher: asyncio.Task[None] | None = None
     try:
         raw = await _read_body(receive, headers, gw.settings.gateway.max_body_bytes)
         # From here on the client can only send a disconnect: watch for it.
@@ -98,7 +102,7 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
         if not started[0]:
             await send_json(send, exc.status, orjson.dumps(exc.body()), {"x-request-id": rid, **exc.headers})
     except asyncio.CancelledError:
-        if watcher is None or not watcher.done():
+        if watcher is None or not watcher.done() or watcher.cancelled():
             raise  # server shutdown, not a client disconnect
         gw.metrics.requests.labels(route, "499", "").inc()
     except Exception as exc:  # noqa: BLE001 - the server must stay up
@@ -195,11 +199,11 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
             inflight.dec()
             if not completed:
                 out.extra["aborted"] = True
-            await asyncio.shield(gw.admission.settle(tenant, out))
+            await gw.settle(tenant, out)
             settled = True
     finally:
         if not settled:
-            await asyncio.shield(gw.admission.settle(tenant, out))
+            await gw.settle(tenant, out)
 
 
 def _estimate(predictor: Any, text: str, with_features: bool) -> tuple[tuple[Any, ...], Any]:
