@@ -1,0 +1,164 @@
+"""The tensor core of budget guidance: one pure, batched function family shared by both vLLM adapters.
+
+Budget Guidance (Li et al., "Steering LLM Thinking with Budget Guidance",
+arXiv 2506.13752) reweights next-token probabilities at line starts by the
+probability that the remaining thinking still fits the budget::
+
+    p'(v) ∝ p(v) · Pr(L_remaining <= budget_left | context, v)
+
+with ``log(L + 1)`` Gamma distributed. A logits processor sees no hidden
+states, so here the Gamma parameters come from a small model of what it *can*
+see (:class:`RemainingLengthModel`): the gateway's per-request prior on the
+total thinking length, the thinking tokens and lines so far, and the candidate
+token (a learned per-token offset). ``strength`` ``s`` raises the weight to a
+power: ``logits += s · log w`` (``s = 1`` is the paper's rule).
+
+Every function here is pure (no state, no vLLM), works on any device, and is
+tested on CPU tensors. Only torch is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = [
+    "FEATURES",
+    "LOG_W_FLOOR",
+    "RemainingLengthModel",
+    "gamma_cdf",
+    "guidance_log_weights",
+    "guide_logits",
+    "row_features",
+    "suppress_end",
+]
+
+#: Row features, in column order (see :func:`row_features`).
+FEATURES: tuple[str, ...] = ("bias", "prior_mean", "prior_sd", "log_n", "log_prior_rem", "log_line_len",
+                             "log_lines")
+#: Floor on log w: a candidate judged hopeless is made ~1e-6 times less likely, never impossible,
+#: so a wrong length model degrades gracefully instead of forcing a token.
+LOG_W_FLOOR = math.log(1e-6)
+
+
+def gamma_cdf(y: torch.Tensor, alpha: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    """Gamma(shape ``alpha``, rate ``rate``) CDF at ``y`` (broadcasting); 0 where ``y <= 0``."""
+    return torch.special.gammainc(alpha, (rate * y).clamp(min=0.0))
+
+
+def row_features(prior_alpha: torch.Tensor, prior_rate: torch.Tensor, n: torch.Tensor,
+                 lines: torch.Tensor) -> torch.Tensor:
+    """Features of each row, ``[R, len(FEATURES)]`` float32.
+
+    ``prior_alpha``/``prior_rate`` [R]: Gamma prior on ``log(L_total + 1)``
+    (from the gateway); ``n`` [R]: thinking tokens so far (from ``<think>``,
+    prompt included); ``lines`` [R]: newline tokens among them.
+    """
+    a = prior_alpha.float()
+    r = prior_rate.float()
+    n = n.float()
+    lines = lines.float()
+    mean = a / r
+    sd = a.sqrt() / r
+    # The prior's typical total minus what is already spent: where the prior alone
+    # says the thinking should end (log space, 0 once overdue).
+    prior_rem = torch.log1p((torch.expm1(mean) - n).clamp(min=0.0))
+    line_len = torch.log1p(n / lines.clamp(min=1.0))
+    cols = [torch.ones_like(n), mean, sd, torch.log1p(n), prior_rem, line_len, torch.log1p(lines)]
+    return torch.stack(cols, dim=-1)
+
+
+@dataclass(frozen=True)
+class RemainingLengthModel:
+    """``log(L_remaining + 1) ~ Gamma(alpha, rate)`` given row features and the candidate token.
+
+    ``mu = softplus(x @ w_mu + tok_mu[v])`` is the mean of ``log(L+1)``;
+    ``alpha = 1 + softplus(x @ w_conc + tok_conc[v])``; ``rate = alpha / mu``.
+    ``w_*`` are ``[F]``, ``tok_*`` are ``[V]`` (0 for tokens never seen in training).
+    """
+
+    w_mu: torch.Tensor
+    w_conc: torch.Tensor
+    tok_mu: torch.Tensor
+    tok_conc: torch.Tensor
+
+    def params(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha, rate), each ``[R, V]``, for features ``[R, F]``."""
+        z_mu = (feats @ self.w_mu)[:, None] + self.tok_mu[None, :]
+        z_conc = (feats @ self.w_conc)[:, None] + self.tok_conc[None, :]
+        mu = torch.nn.functional.softplus(z_mu).clamp(min=1e-3)
+        alpha = 1.0 + torch.nn.functional.softplus(z_conc)
+        return alpha, alpha / mu
+
+    def to(self, device: torch.device | str) -> RemainingLengthModel:
+        """The same model with its tensors on ``device``."""
+        return RemainingLengthModel(*(t.to(device) for t in (self.w_mu, self.w_conc, self.tok_mu, self.tok_conc)))
+
+    @staticmethod
+    def from_artifact(data: dict, token_texts: list[str]) -> RemainingLengthModel:
+        """Build from the JSON artifact of ``predictors/remaining_length.py`` for one vocabulary.
+
+        ``token_texts[i]`` is the decoded text of token id ``i``; the artifact's
+        per-token offsets are keyed by text, so one artifact serves any tokenizer
+        (tokens it never saw get no offset).
+        """
+        feats = data.get("features")
+        if tuple(feats or ()) != FEATURES:
+            raise ValueError(f"remaining-length artifact: features {feats!r} != {FEATURES!r}")
+        vocab = len(token_texts)
+        tok_mu = torch.zeros(vocab)
+        tok_conc = torch.zeros(vocab)
+        offsets: dict[str, list[float]] = data.get("token_offsets", {})
+        for i, text in enumerate(token_texts):
+            off = offsets.get(text)
+            if off is not None:
+                tok_mu[i], tok_conc[i] = float(off[0]), float(off[1])
+        return RemainingLengthModel(torch.tensor(data["w_mu"], dtype=torch.float32),
+                                    torch.tensor(data["w_conc"], dtype=torch.float32), tok_mu, tok_conc)
+
+    @staticmethod
+    def load(path: Path, token_texts: list[str]) -> RemainingLengthModel:
+        """:meth:`from_artifact` on a JSON file."""
+        return RemainingLengthModel.from_artifact(json.loads(Path(path).read_text()), token_texts)
+
+
+def guidance_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budget_left: torch.Tensor,
+                         end_id: int) -> torch.Tensor:
+    """``log Pr(L_remaining(v) <= budget_left)`` for every candidate ``v``: ``[R, V]``, in [LOG_W_FLOOR, 0].
+
+    The end-of-thinking token has remaining length 1 by definition, so its
+    weight is 1 whenever at least one token of budget is left (and still 1
+    past the budget: ending is the best a row can do then).
+    """
+    alpha, rate = model.params(feats)
+    y = torch.log1p(budget_left.float().clamp(min=0.0))[:, None]
+    logw = torch.log(gamma_cdf(y, alpha, rate).clamp(min=1e-30)).clamp(min=LOG_W_FLOOR)
+    logw[:, end_id] = 0.0
+    return logw
+
+
+def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengthModel, feats: torch.Tensor,
+                 budget_left: torch.Tensor, strength: torch.Tensor, end_id: int) -> torch.Tensor:
+    """Add ``strength · log w`` to ``logits[rows]`` in place and return ``logits``.
+
+    ``rows`` [R] int64 indexes the guided rows (line starts inside thinking);
+    ``feats`` [R, F], ``budget_left`` [R], ``strength`` [R] belong to them.
+    ``logits`` is ``[B, V]``; other rows are untouched. ``-inf`` logits (masked
+    by earlier stages such as grammars) stay ``-inf``.
+    """
+    if rows.numel() == 0:
+        return logits
+    logw = guidance_log_weights(model, feats, budget_left, end_id)
+    logits[rows] = logits[rows] + strength.float()[:, None] * logw
+    return logits
+
+
+def suppress_end(logits: torch.Tensor, rows: torch.Tensor, end_id: int) -> torch.Tensor:
+    """s1-style budget forcing (``extend``): forbid ``end_id`` on ``rows`` in place; return ``logits``."""
+    if rows.numel():
+        logits[rows, end_id] = float("-inf")
+    return logits
