@@ -156,3 +156,10 @@ def create_app(settings: Settings | None = None, *, admission: Admission | None 
     install(app, gw)
     app.add_middleware(HotPath, gateway=gw)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for worker processes: settings from ``$THINKGATE_SETTINGS_JSON`` (set by ``serve``)."""
+    import os
+
+    return create_app(Settings.model_validate_json(os.environ["THINKGATE_SETTINGS_JSON"]))

@@ -8,7 +8,9 @@ generator: non-stream and stream, concurrency 1, 32 and 128.
 
 With ``--json`` the last line is one JSON object with ``added_p50_ms_c1``,
 ``added_p99_ms_c1``, ``throughput_ratio_c128`` (non-stream) and the same keys
-suffixed ``_stream``.
+suffixed ``_stream``, plus ``gateway_cpu_us_per_req`` and
+``backend_cpu_us_per_req`` (process CPU time per request, which does not
+depend on what else the machine is running, unlike wall-clock figures).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = {"model": "instant", "messages": [{"role": "user", "content": "What is 2 + 2?"}], "max_tokens": 16}
@@ -87,6 +90,7 @@ def main() -> None:
     ap.add_argument("--requests-c1", type=int, default=400)
     ap.add_argument("--requests", type=int, default=2000, help="requests per run at concurrency 32 and 128")
     ap.add_argument("--rounds", type=int, default=2, help="alternate direct/gateway this many times, keep best")
+    ap.add_argument("--gateway-workers", type=int, default=1, help="thinkgate serve --workers")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -100,7 +104,8 @@ def main() -> None:
     )
     procs = [
         subprocess.Popen([sys.executable, "-m", "bench.instant_backend", "--port", str(bport)], env=env, cwd=ROOT),
-        subprocess.Popen([sys.executable, "-m", "thinkgate.cli", "serve", "--config", str(cfg)], env=env, cwd=ROOT),
+        subprocess.Popen([sys.executable, "-m", "thinkgate.cli", "serve", "--config", str(cfg),
+                          "--workers", str(args.gateway_workers)], env=env, cwd=ROOT),
     ]
     try:
         wait_http(f"http://127.0.0.1:{bport}/health")
@@ -109,6 +114,18 @@ def main() -> None:
         gateway = f"http://127.0.0.1:{gport}/v1/chat/completions"
         rows = []
         result: dict[str, float] = {}
+        gw_proc, be_proc = psutil.Process(procs[1].pid), psutil.Process(procs[0].pid)
+
+        def cpu(p: psutil.Process) -> float:
+            # The gateway's workers are children of the serve process: count them all.
+            total = 0.0
+            for q in [p, *p.children(recursive=True)]:
+                t = q.cpu_times()
+                total += t.user + t.system
+            return total
+
+        cpu_n = 0
+        cpu_gw = cpu_be = 0.0
         for stream in (False, True):
             sfx = "_stream" if stream else ""
             for conc in (1, 32, 128):
@@ -116,7 +133,12 @@ def main() -> None:
                 best: dict[str, tuple[list[float], float]] = {}
                 for _ in range(args.rounds):
                     for name, url in (("direct", direct), ("gateway", gateway)):
+                        g0, b0 = cpu(gw_proc), cpu(be_proc)
                         lat, rps = asyncio.run(run_load(url, n, conc, stream))
+                        if name == "gateway" and not stream:
+                            cpu_gw += cpu(gw_proc) - g0
+                            cpu_be += cpu(be_proc) - b0
+                            cpu_n += n + min(20, n)
                         if name not in best or rps > best[name][1]:
                             best[name] = (lat, rps)
                 d, g = best["direct"], best["gateway"]
@@ -128,12 +150,16 @@ def main() -> None:
                     result[f"added_p50_ms_c1{sfx}"] = round(row["gw_p50_ms"] - row["direct_p50_ms"], 3)
                     result[f"added_p99_ms_c1{sfx}"] = round(row["gw_p99_ms"] - row["direct_p99_ms"], 3)
                 result[f"throughput_ratio_c{conc}{sfx}"] = round(row["ratio"], 3)
+        result["gateway_cpu_us_per_req"] = round(cpu_gw / cpu_n * 1e6, 1)
+        result["backend_cpu_us_per_req"] = round(cpu_be / cpu_n * 1e6, 1)
         print(f"{'mode':<7}{'conc':>5}{'direct p50':>12}{'gw p50':>9}{'direct p99':>12}{'gw p99':>9}"
               f"{'direct rps':>12}{'gw rps':>9}{'ratio':>7}")
         for r in rows:
             print(f"{'stream' if r['stream'] else 'plain':<7}{r['conc']:>5}{r['direct_p50_ms']:>12.2f}"
                   f"{r['gw_p50_ms']:>9.2f}{r['direct_p99_ms']:>12.2f}{r['gw_p99_ms']:>9.2f}"
                   f"{r['direct_rps']:>12.0f}{r['gw_rps']:>9.0f}{r['ratio']:>7.2f}")
+        print(f"CPU per non-stream request through the gateway: gateway {result['gateway_cpu_us_per_req']} us, "
+              f"backend {result['backend_cpu_us_per_req']} us")
         if args.json:
             print(json.dumps(result))
     finally:

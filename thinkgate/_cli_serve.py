@@ -19,6 +19,9 @@ def register(sub: Any) -> None:
     p.add_argument("--config", help="TOML config file (default: $THINKGATE_CONFIG, else the embedded default)")
     p.add_argument("--host", help="bind address (overrides gateway.host)")
     p.add_argument("--port", type=int, help="port (overrides gateway.port)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="gateway processes sharing the port (budgets stay exact through the shared ledger; "
+                        "/metrics then reports the worker that answers the scrape)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_serve)
 
@@ -57,18 +60,28 @@ def _serve(args: argparse.Namespace) -> int:
         if not 0 < args.port < 65536:
             raise CliError(f"--port: must be in 1..65535, got {args.port}")
         gateway["port"] = args.port
+    if args.workers < 1:
+        raise CliError(f"--workers: must be >= 1, got {args.workers}")
     settings = _settings(args, **({"gateway": gateway} if gateway else {}))
     if not settings.backends:
         raise CliError("--config: no backends configured (add [[backends]] entries)")
     import uvicorn
 
-    from server import create_app
-
-    app = create_app(settings)
     print(f"thinkgate: serving on http://{settings.gateway.host}:{settings.gateway.port} "
-          f"({len(settings.backends)} backend(s), strategy {settings.router.strategy})", file=sys.stderr)
-    uvicorn.run(app, host=settings.gateway.host, port=settings.gateway.port, log_level=args.log_level,
+          f"({len(settings.backends)} backend(s), strategy {settings.router.strategy}, "
+          f"{args.workers} worker(s))", file=sys.stderr)
+    opts = dict(host=settings.gateway.host, port=settings.gateway.port, log_level=args.log_level,
                 access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+    if args.workers == 1:
+        from server import create_app
+
+        uvicorn.run(create_app(settings), **opts)
+        return 0
+    # Worker processes rebuild the app from the same settings (passed as JSON).
+    import os
+
+    os.environ["THINKGATE_SETTINGS_JSON"] = settings.model_dump_json()
+    uvicorn.run("server:app_from_env", factory=True, workers=args.workers, **opts)
     return 0
 
 

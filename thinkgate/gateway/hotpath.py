@@ -97,16 +97,16 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
         watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, asyncio.current_task()))
         await _complete(gw, raw, headers, endpoint, route, rid, t0, tracked_send)
     except E.GatewayError as exc:
-        gw.metrics.requests.labels(route, str(exc.status), "").inc()
-        gw.metrics.errors.labels(route, str(exc.status), exc.type).inc()
+        gw.metrics.child(gw.metrics.requests, route, str(exc.status), "").inc()
+        gw.metrics.child(gw.metrics.errors, route, str(exc.status), exc.type).inc()
         if not started[0]:
             await send_json(send, exc.status, orjson.dumps(exc.body()), {"x-request-id": rid, **exc.headers})
     except asyncio.CancelledError:
         if watcher is None or not watcher.done() or watcher.cancelled():
             raise  # server shutdown, not a client disconnect
-        gw.metrics.requests.labels(route, "499", "").inc()
+        gw.metrics.child(gw.metrics.requests, route, "499", "").inc()
     except Exception as exc:  # noqa: BLE001 - the server must stay up
-        gw.metrics.errors.labels(route, "500", "server_error").inc()
+        gw.metrics.child(gw.metrics.errors, route, "500", "server_error").inc()
         if not started[0]:
             err = E.GatewayError(f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
             await send_json(send, 500, orjson.dumps(err.body()), {"x-request-id": rid})
@@ -154,8 +154,9 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         estimates, features = await asyncio.to_thread(_estimate, gw.predictor, req.prompt_text, gw.needs_features)
         view = dataclasses.replace(view, estimates=estimates, features=features)
     price = getattr(gw.admission, "price_lambda", None)
-    if price is not None:
-        view = dataclasses.replace(view, price_lambda=price(tenant))
+    lam = price(tenant) if price is not None else 0.0
+    if lam:
+        view = dataclasses.replace(view, price_lambda=lam)
     try:
         decision = gw.policy.decide(view, snapshot)
     except UnknownModel as exc:
@@ -173,14 +174,14 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         assert gw.upstream is not None
         replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
         out.backend = replica.name
-        inflight = gw.metrics.inflight.labels(replica.name)
+        inflight = gw.metrics.child(gw.metrics.inflight, replica.name)
         inflight.inc()
         completed = False
         try:
             if resp.status != 200:
                 raw_err = await resp.read()
-                gw.metrics.requests.labels(route, str(resp.status), replica.name).inc()
-                gw.metrics.errors.labels(route, str(resp.status), "upstream").inc()
+                gw.metrics.child(gw.metrics.requests, route, str(resp.status), replica.name).inc()
+                gw.metrics.child(gw.metrics.errors, route, str(resp.status), "upstream").inc()
                 # vLLM's 4xx (e.g. a validate_params ValueError) reaches the client unchanged.
                 await send_json(send, resp.status, raw_err, {"x-request-id": rid, "x-thinkgate-backend": replica.name})
                 completed = True
@@ -216,10 +217,10 @@ def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -
     if usage is None:
         return
     out.actual_usd = cost_usd(usage, replica.price_input_per_m, replica.price_output_per_m)
-    tok = gw.metrics.tokens
-    tok.labels("prompt", replica.name).inc(usage.prompt_tokens)
-    tok.labels("thinking", replica.name).inc(usage.thinking_tokens or 0)
-    tok.labels("answer", replica.name).inc(usage.answer_tokens)
+    m = gw.metrics
+    m.child(m.tokens, "prompt", replica.name).inc(usage.prompt_tokens)
+    m.child(m.tokens, "thinking", replica.name).inc(usage.thinking_tokens or 0)
+    m.child(m.tokens, "answer", replica.name).inc(usage.answer_tokens)
 
 
 async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp.ClientResponse, route: str,
@@ -238,8 +239,8 @@ async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp
     _account(gw, out, replica, usage)
     obj["thinkgate"] = thinkgate_object(out)
     await send_json(send, 200, orjson.dumps(obj), decision_headers(out, rid))
-    gw.metrics.requests.labels(route, "200", replica.name).inc()
-    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+    gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
+    gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)
 
 
 async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
@@ -256,7 +257,7 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
             if chunk:
                 if first and relay.saw_token:
                     first = False
-                    gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
+                    gw.metrics.child(gw.metrics.ttft, route, replica.name).observe(time.perf_counter() - t0)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except BaseException:
         # Client gone or upstream cut: account for the tokens generated so far.
@@ -269,5 +270,5 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
              "created": relay.created or int(time.time()), "model": relay.model or out.decision.model,
              "choices": [], "thinkgate": thinkgate_object(out)}
     await send({"type": "http.response.body", "body": tail + b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
-    gw.metrics.requests.labels(route, "200", replica.name).inc()
-    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+    gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
+    gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)

@@ -61,6 +61,7 @@ def make_session(connect_timeout_s: float, read_timeout_s: float, max_connection
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s),
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding"),
+        cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies mean nothing here; skip the jar's work
     )
 
 
