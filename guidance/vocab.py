@@ -81,12 +81,12 @@ def prior_only_model(vocab_size: int) -> RemainingLengthModel:
     """Fallback when no artifact exists: remaining length from the prior alone, no per-token offsets.
 
     ``mu = softplus(log_prior_rem)`` ≈ where the prior says the thinking ends,
-    with concentration ~ 1 + softplus(3) ≈ 4 (wide).
+    with shape 1 + softplus(10) ≈ 11 (log-space sd ≈ 30% of the mean).
     """
     w_mu = torch.zeros(len(FEATURES))
     w_mu[FEATURES.index("log_prior_rem")] = 1.0
     w_conc = torch.zeros(len(FEATURES))
-    w_conc[FEATURES.index("bias")] = 3.0
+    w_conc[FEATURES.index("bias")] = 10.0
     return RemainingLengthModel(w_mu, w_conc, torch.zeros(vocab_size), torch.zeros(vocab_size))
 
 

@@ -163,7 +163,7 @@ def evaluate(art: dict, ex: Examples) -> dict[str, float]:
     base_mu = torch.zeros_like(w_mu)
     base_mu[FEATURES.index("log_prior_rem")] = 1.0
     base_conc = torch.zeros_like(w_conc)
-    base_conc[0] = 3.0
+    base_conc[0] = 10.0  # same as guidance.vocab.prior_only_model
     zeros = torch.zeros(len(tokens))
     base = float(_nll(x, tok, y, base_mu, base_conc, zeros, zeros).mean())
     sp = torch.nn.functional.softplus
