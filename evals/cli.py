@@ -192,15 +192,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace, table_path: str | None, records_path: str | None = None) -> dict[str, Any]:
     from evals.replay import DEFAULT_STRATEGIES, run_replay
-    from evals.replay_table import load_prices, load_replay_table, table_from_rows
+    from evals.replay_table import load_prices, load_replay_table, pivot_records, table_from_rows
     from evals.strategies import ReplayContext
 
     try:
         if records_path:
-            from predictors.records import load_outcome_records, records_to_table
+            from predictors.records import load_outcome_records
 
             prices = load_prices(args.prices) if args.prices else None
-            table = table_from_rows(records_to_table(load_outcome_records(records_path)), prices)
+            table = table_from_rows(pivot_records(load_outcome_records(records_path)), prices)
         else:
             table = load_replay_table(table_path, args.prices)
     except (ValueError, FileNotFoundError) as exc:

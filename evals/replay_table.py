@@ -17,7 +17,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ReplayTable", "load_prices", "load_replay_table", "table_from_rows"]
+__all__ = ["ReplayTable", "load_prices", "load_replay_table", "pivot_records", "table_from_rows"]
+
+# Item metadata carried from outcome records into wide-table rows (per-difficulty reports need it).
+_ROW_META_KEYS = ("difficulty", "level", "subject", "item_id", "gold")
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,26 @@ def table_from_rows(rows: Sequence[Any], prices: dict[str, float] | None = None)
             costs, unit = tok, "tokens"
     meta = [dict(r.meta) for r in rows]
     return ReplayTable([r.prompt for r in rows], common, scores, costs, thinking, answer, unit, meta)
+
+
+def pivot_records(records: Sequence[Any]) -> list[Any]:
+    """``predictors.records.records_to_table`` plus each prompt's item metadata (difficulty, level, ...).
+
+    The first record of a prompt supplies the metadata; all records of one
+    prompt come from the same eval item, so they agree.
+    """
+    from predictors.records import records_to_table
+
+    rows = records_to_table(records)
+    first: dict[str, dict[str, Any]] = {}
+    for r in records:
+        first.setdefault(r.text, r.meta)
+    for row in rows:
+        meta = first.get(row.prompt, {})
+        for k in _ROW_META_KEYS:
+            if meta.get(k) is not None:
+                row.meta.setdefault(k, meta[k])
+    return rows
 
 
 def load_replay_table(path: str | Path, prices: str | Path | None = None) -> ReplayTable:

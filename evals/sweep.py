@@ -72,7 +72,8 @@ def grid(
 
 async def _sweep(items: Sequence[EvalItem], cells: Sequence[RunConfig], out_dir: Path, progress: bool,
                  count_tokens: Callable[[str], int] | None) -> SweepResult:
-    from predictors.records import option_name, records_to_table, write_outcome_records, write_outcome_table
+    from evals.replay_table import pivot_records
+    from predictors.records import option_name, write_outcome_records, write_outcome_table
 
     all_records: list[Any] = []
     summaries = []
@@ -85,7 +86,7 @@ async def _sweep(items: Sequence[EvalItem], cells: Sequence[RunConfig], out_dir:
         })
     records_path, table_path = out_dir / "records.jsonl", out_dir / "table.json"
     write_outcome_records(all_records, records_path)
-    write_outcome_table(records_to_table(all_records), table_path)
+    write_outcome_table(pivot_records(all_records), table_path)
     return SweepResult(records_path, table_path, summaries)
 
 

@@ -209,6 +209,7 @@ def test_sweep_writes_records_and_wide_table(server, tmp_path):
     assert len(rows) == 4
     assert set(rows[0].scores) == {"m1", "m1@2", "m1+g", "m1+g@2", "m2", "m2@2", "m2+g", "m2+g@2"}
     assert rows[0].thinking_tokens["m1@2"] == 2 and rows[0].thinking_tokens["m1"] == 7
+    assert [r.meta["difficulty"] for r in rows] == ["easy", "easy", "hard", "hard"]  # item metadata kept
     assert len(load_outcome_records(res.records_path)) == 32
     with pytest.raises(ValueError, match="--guidance"):
         parse_guidance("oops")
