@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from router.base import BasePolicy
 from router.options import Candidate, build_candidates, choose_healthy, effort_bonus
 from router.seam import Decision, RequestView, RoutingSnapshot
-from router.strategies import _Base
 
 __all__ = ["LinUCBPolicy", "LinUCBState", "fit_prior"]
 
@@ -135,7 +135,7 @@ def fit_prior(features: np.ndarray, targets: np.ndarray, ridge: float = 1.0) -> 
     return np.linalg.solve(X.T @ X + ridge * np.eye(X.shape[1]), X.T @ y)
 
 
-class LinUCBPolicy(_Base):
+class LinUCBPolicy(BasePolicy):
     """Per-model LinUCB over the query context with a preference prior (see the module docstring).
 
     ``alpha`` scales exploration, ``prior_weight`` (l) is the prior's strength in

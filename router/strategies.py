@@ -13,7 +13,6 @@ in small objects with explicit update methods; ``decide`` only reads it.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 import threading
@@ -21,61 +20,17 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from router.options import (
-    Candidate,
-    Pricing,
-    apply_limits,
-    build_candidates,
-    choose_healthy,
-    effort_bonus,
-    make_decision,
-)
-from router.seam import Decision, FixedPolicy, NoModelAvailable, RequestView, RoutingSnapshot, register_policy
+from router.base import BasePolicy
+from router.options import Candidate, apply_limits, build_candidates, choose_healthy, effort_bonus
+from router.seam import Decision, NoModelAvailable, RequestView, RoutingSnapshot, register_policy
 
 __all__ = ["RandomPolicy", "TierCalibrator", "TiersPolicy", "UtilityPolicy", "quantile", "register_all"]
-
-
-class _Base:
-    """Defaults every strategy shares with :class:`router.seam.FixedPolicy`."""
-
-    name = "base"
-    needs_estimates = True
-    needs_features = False
-
-    def __init__(
-        self,
-        default_model: str | None = None,
-        default_thinking_budget: int | None = None,
-        default_max_tokens: int | None = None,
-        guidance_mode: str = "hard",
-        pricing: Pricing | None = None,
-        effort_weight: float = 0.05,
-    ) -> None:
-        self.default_model = default_model
-        self.default_thinking_budget = default_thinking_budget
-        self.default_max_tokens = default_max_tokens
-        self.guidance_mode = guidance_mode
-        self.pricing = pricing or Pricing()
-        if not math.isfinite(effort_weight) or effort_weight < 0:
-            raise ValueError(f"effort_weight: must be a finite number >= 0, got {effort_weight}")
-        self.effort_weight = effort_weight
-
-    def _fallback(self, req: RequestView, snapshot: RoutingSnapshot, why: str) -> Decision:
-        """The fixed policy's decision, labelled with this strategy and why it fell back."""
-        d = FixedPolicy(self.default_model, self.default_thinking_budget, self.default_max_tokens,
-                        self.guidance_mode).decide(req, snapshot)
-        return dataclasses.replace(d, strategy=self.name, reason=f"{why}; {d.reason}")
-
-    def _decision(self, req: RequestView, snapshot: RoutingSnapshot, cand: Candidate, reason: str) -> Decision:
-        return make_decision(req, snapshot, cand, strategy=self.name, reason=reason,
-                             guidance_mode=self.guidance_mode, default_thinking_budget=self.default_thinking_budget,
-                             default_max_tokens=self.default_max_tokens)
 
 
 # ------------------------------------------------------------------ utility
 
 
-class UtilityPolicy(_Base):
+class UtilityPolicy(BasePolicy):
     """argmax over options of P(correct) - lambda * expected cost (+ an effort bonus).
 
     lambda is the tenant's dual price (``req.price_lambda``, P(correct) per
@@ -196,7 +151,7 @@ class TierCalibrator:
             return 0 if q is None else len(q)
 
 
-class TiersPolicy(_Base):
+class TiersPolicy(BasePolicy):
     """EllieSQL-style: the cheapest tier predicted sufficient, with a calibrated sufficiency threshold.
 
     Tiers group options by the model's price per token (input + output), then
@@ -271,7 +226,7 @@ class TiersPolicy(_Base):
 # ------------------------------------------------------------------ random
 
 
-class RandomPolicy(_Base):
+class RandomPolicy(BasePolicy):
     """Baseline: a uniformly random healthy option (seeded; the RNG is its only state)."""
 
     name = "random"
