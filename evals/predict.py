@@ -52,10 +52,13 @@ def predictor_fn(pred: Any) -> PredictFn:
 def load_predictor_fn(path: str | Path) -> PredictFn:
     """A saved predictor artifact (``predictors.load_predictor``) as a ``PredictFn``."""
     try:
-        from predictors import load_predictor
-    except (ImportError, AttributeError) as exc:  # the artifact module may not be installed yet
+        from predictors import ArtifactError, load_predictor
+    except (ImportError, AttributeError) as exc:  # the artifact module may not be installed
         raise ValueError(f"--predictor: predictors.load_predictor is unavailable ({exc})") from exc
-    return predictor_fn(load_predictor(path))
+    try:
+        return predictor_fn(load_predictor(path))
+    except ArtifactError as exc:
+        raise ValueError(f"--predictor: {exc}") from exc
 
 
 def train_predictor_fn(train_table: str | Path, featurizer: str = "hashed+structural", seed: int = 0) -> PredictFn:
