@@ -64,6 +64,9 @@ class FakeServer:
         }
         if body.get("omit_details"):
             del resp["usage"]["completion_tokens_details"]
+        if body.get("reasoning_key"):  # vLLM >= 0.11 names the field "reasoning"
+            msg = resp["choices"][0]["message"]
+            msg["reasoning"] = msg.pop("reasoning_content")
         if gateway is not None:
             resp["thinkgate"] = {"model": "routed-model", "thinking_budget": gateway,
                                  "usage": {"thinking_tokens": thinking, "answer_tokens": 6},
@@ -151,10 +154,12 @@ def test_gateway_mode_uses_thinkgate_usage_and_cost(server, tmp_path):
     assert rec.model == "routed-model" and rec.thinking_tokens == 3 and rec.cost_usd == pytest.approx(0.001)
 
 
-def test_thinking_tokens_counted_from_reasoning_text_when_usage_lacks_them(server):
-    cfg = RunConfig(server.url, "m", thinking_budget=3, extra_body={"omit_details": True})
+@pytest.mark.parametrize("key", ["reasoning_content", "reasoning"])
+def test_thinking_tokens_counted_from_reasoning_text_when_usage_lacks_them(server, key):
+    extra = {"omit_details": True, "reasoning_key": key == "reasoning"}
+    cfg = RunConfig(server.url, "m", thinking_budget=3, extra_body=extra)
     rec = run(_items(1), cfg, progress=False, count_tokens=lambda text: len(text.split())).records[0]
-    assert rec.thinking_tokens == 3  # "think think think" from message.reasoning_content
+    assert rec.thinking_tokens == 3  # "think think think" from message.<key>
     assert rec.answer_tokens == 9 - 3  # completion_tokens minus thinking
 
 
