@@ -12,7 +12,9 @@ biased away so every token is a thinking token the plugin tracks):
   full per-step tracking and the Gamma-CDF reweighting at every line start
   run, but thinking is not cut short, so both sides decode the same count).
 
-``slowdown_bB = throughput_off / throughput_on - 1`` (median over repetitions).
+``slowdown_bB = throughput_off / throughput_on - 1`` (median over repetitions);
+``cpu_slowdown_bB``: the same for CPU seconds per token of the server's process
+tree (robust to other load on a shared machine).
 
     python bench/guidance_overhead.py [--model-dir testbed/models/NAME] [--reps 5] [--json]
 
@@ -59,8 +61,27 @@ def start(model_dir: Path, plugin: bool, log: Path) -> tuple[str, object]:
     return f"http://127.0.0.1:{port}", proc
 
 
-def run_batch(client, url: str, batch: int, tokens: int, end_id: int, xargs: dict | None) -> float:
-    """Tokens per second for ``batch`` concurrent requests of ``tokens`` output tokens each."""
+def tree_cpu(proc) -> float:
+    """CPU seconds (user + system) of a server process and all its children so far."""
+    import psutil
+
+    try:
+        root = psutil.Process(proc.pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def run_batch(client, url: str, batch: int, tokens: int, end_id: int, xargs: dict | None) -> tuple[float, int]:
+    """(tokens per second, tokens) for ``batch`` concurrent requests of ``tokens`` output tokens each."""
     body = {"model": "m", "messages": [{"role": "user", "content": "sum a=3 b=8 c=5 d=9"}],
             "max_tokens": tokens, "min_tokens": tokens, "ignore_eos": True, "temperature": 0.0,
             "logit_bias": {str(end_id): -100}}
@@ -75,7 +96,7 @@ def run_batch(client, url: str, batch: int, tokens: int, end_id: int, xargs: dic
     t0 = time.perf_counter()
     with ThreadPoolExecutor(batch) as ex:
         done = sum(ex.map(one, range(batch)))
-    return done / (time.perf_counter() - t0)
+    return done / (time.perf_counter() - t0), done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,22 +128,32 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client() as client:
             for batch in (1, 16):
                 run_batch(client, servers["on"][0], batch, 16, end_id, on_xargs)  # warm-up
-                runs: dict[str, list[float]] = {"off": [], "on": []}
+                run_batch(client, servers["off"][0], batch, 16, end_id, None)
+                runs: dict[str, list[float]] = {"off": [], "on": [], "cpu_ms_per_tok_off": [],
+                                                "cpu_ms_per_tok_on": []}
                 for _ in range(a.reps):
-                    runs["off"].append(run_batch(client, servers["off"][0], batch, a.tokens, end_id, None))
-                    runs["on"].append(run_batch(client, servers["on"][0], batch, a.tokens, end_id, on_xargs))
+                    for side, xargs in (("off", None), ("on", on_xargs)):
+                        url, proc = servers[side]
+                        c0 = tree_cpu(proc)
+                        tps, n = run_batch(client, url, batch, a.tokens, end_id, xargs)
+                        runs[side].append(tps)
+                        runs[f"cpu_ms_per_tok_{side}"].append(1000 * (tree_cpu(proc) - c0) / n)
                 res[f"b{batch}"] = runs
     finally:
         for _, proc in {id(v[1]): v for v in servers.values()}.values():
             stop(proc)
     out: dict[str, object] = {"model": str(model_dir), "tokens": a.tokens, "reps": a.reps, "baseline": a.baseline}
-    print(f"{'batch':>5} {'off tok/s':>10} {'on tok/s':>10} {'slowdown':>9}")
+    print(f"{'batch':>5} {'off tok/s':>10} {'on tok/s':>10} {'slowdown':>9} {'cpu slowdown':>13}")
     for key, runs in res.items():
         off, on = statistics.median(runs["off"]), statistics.median(runs["on"])
+        c_off, c_on = statistics.median(runs["cpu_ms_per_tok_off"]), statistics.median(runs["cpu_ms_per_tok_on"])
         out[f"slowdown_{key}"] = round(off / on - 1, 4)
+        # CPU time per token of the server's process tree: far less sensitive than wall time to the
+        # other work sharing this machine.
+        out[f"cpu_slowdown_{key}"] = round(c_on / c_off - 1, 4)
         out[f"tok_s_off_{key}"], out[f"tok_s_on_{key}"] = round(off, 1), round(on, 1)
-        out[f"runs_{key}"] = {k: [round(x, 1) for x in v] for k, v in runs.items()}
-        print(f"{key[1:]:>5} {off:10.1f} {on:10.1f} {off / on - 1:9.2%}")
+        out[f"runs_{key}"] = {k: [round(x, 3) for x in v] for k, v in runs.items()}
+        print(f"{key[1:]:>5} {off:10.1f} {on:10.1f} {off / on - 1:9.2%} {c_on / c_off - 1:13.2%}")
     if a.json:
         print(json.dumps(out))
     return 0

@@ -34,6 +34,8 @@ __all__ = [
     "guidance_log_weights",
     "guide_logits",
     "row_features",
+    "row_features_list",
+    "sparse_log_weights",
     "suppress_end",
 ]
 
@@ -72,6 +74,15 @@ def row_features(prior_alpha: torch.Tensor, prior_rate: torch.Tensor, n: torch.T
     return torch.stack(cols, dim=-1)
 
 
+def row_features_list(prior_alpha: float, prior_rate: float, n: float, lines: float) -> list[float]:
+    """:func:`row_features` for one row in plain Python floats (the V1 adapter's host path: building
+    one tensor from these is much cheaper on CPU than a dozen small tensor ops)."""
+    mean = prior_alpha / prior_rate
+    sd = math.sqrt(prior_alpha) / prior_rate
+    prior_rem = math.log1p(max(math.expm1(mean) - n, 0.0))
+    return [1.0, mean, sd, math.log1p(n), prior_rem, math.log1p(n / max(lines, 1.0)), math.log1p(lines)]
+
+
 @dataclass(frozen=True)
 class RemainingLengthModel:
     """``log(L_remaining + 1) ~ Gamma(alpha, rate)`` given row features and the candidate token.
@@ -88,11 +99,23 @@ class RemainingLengthModel:
 
     def params(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha, rate), each ``[R, V]``, for features ``[R, F]``."""
-        z_mu = (feats @ self.w_mu)[:, None] + self.tok_mu[None, :]
-        z_conc = (feats @ self.w_conc)[:, None] + self.tok_conc[None, :]
-        mu = torch.nn.functional.softplus(z_mu).clamp(min=1e-3)
-        alpha = 1.0 + torch.nn.functional.softplus(z_conc)
+        return self._params(feats, self.tok_mu[None, :], self.tok_conc[None, :])
+
+    def _params(self, feats: torch.Tensor, t_mu: torch.Tensor | float,
+                t_conc: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = torch.nn.functional.softplus((feats @ self.w_mu)[:, None] + t_mu).clamp(min=1e-3)
+        alpha = 1.0 + torch.nn.functional.softplus((feats @ self.w_conc)[:, None] + t_conc)
         return alpha, alpha / mu
+
+    def guided_ids(self, end_id: int) -> torch.Tensor:
+        """Ids whose weight can differ from the row's common weight: tokens with a learned offset, and ``end_id``.
+
+        Every other token has the same parameters, hence the same weight, and a
+        weight shared by all tokens of a row cancels in the softmax.
+        """
+        ids = torch.nonzero((self.tok_mu != 0) | (self.tok_conc != 0)).flatten()
+        end = torch.tensor([end_id], dtype=ids.dtype, device=ids.device)
+        return torch.unique(torch.cat([ids, end]))
 
     def to(self, device: torch.device | str) -> RemainingLengthModel:
         """The same model with its tensors on ``device``."""
@@ -132,28 +155,60 @@ def guidance_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budge
 
     The end-of-thinking token has remaining length 1 by definition, so its
     weight is 1 whenever at least one token of budget is left (and still 1
-    past the budget: ending is the best a row can do then).
+    past the budget: ending is the best a row can do then). Dense reference
+    form; the adapters use the equivalent :func:`sparse_log_weights`.
     """
-    alpha, rate = model.params(feats)
     y = torch.log1p(budget_left.float().clamp(min=0.0))[:, None]
-    logw = torch.log(gamma_cdf(y, alpha, rate).clamp(min=1e-30)).clamp(min=LOG_W_FLOOR)
+    logw = _logcdf(y, *model.params(feats))
     logw[:, end_id] = 0.0
     return logw
 
 
+def _logcdf(y: torch.Tensor, alpha: torch.Tensor, rate: torch.Tensor) -> torch.Tensor:
+    return torch.log(gamma_cdf(y, alpha, rate).clamp(min=1e-30)).clamp(min=LOG_W_FLOOR)
+
+
+def sparse_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budget_left: torch.Tensor,
+                       end_id: int, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``base`` [R, 1], ``logw_ids`` [R, K]): the same weights as :func:`guidance_log_weights`, compactly.
+
+    ``ids`` is ``model.guided_ids(end_id)``; every token outside it has log
+    weight ``base``. Costs ``R x (1 + K)`` CDFs instead of ``R x V``, in one
+    pass (column 0 is the offset-free token).
+    """
+    y = torch.log1p(budget_left.float().clamp(min=0.0))[:, None]
+    zero = torch.zeros(1, dtype=model.tok_mu.dtype, device=model.tok_mu.device)
+    t_mu = torch.cat([zero, model.tok_mu[ids]])[None, :]
+    t_conc = torch.cat([zero, model.tok_conc[ids]])[None, :]
+    both = _logcdf(y, *model._params(feats, t_mu, t_conc))
+    logw = torch.where((ids == end_id)[None, :], 0.0, both[:, 1:])
+    return both[:, :1], logw
+
+
 def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengthModel, feats: torch.Tensor,
-                 budget_left: torch.Tensor, strength: torch.Tensor, end_id: int) -> torch.Tensor:
-    """Add ``strength · log w`` to ``logits[rows]`` in place and return ``logits``.
+                 budget_left: torch.Tensor, strength: torch.Tensor, end_id: int,
+                 ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Reweight ``logits[rows]`` by ``w ** strength`` in place and return ``logits``.
 
     ``rows`` [R] int64 indexes the guided rows (line starts inside thinking);
     ``feats`` [R, F], ``budget_left`` [R], ``strength`` [R] belong to them.
     ``logits`` is ``[B, V]``; other rows are untouched. ``-inf`` logits (masked
     by earlier stages such as grammars) stay ``-inf``.
+
+    With ``ids`` (``model.guided_ids(end_id)``) only ``logits[rows][:, ids]``
+    change: the common weight of all other tokens is subtracted instead of
+    added everywhere, which leaves every softmax (and so top-k/top-p/min-p and
+    sampling) exactly as the dense rule would, at ``O(R x K)`` cost.
     """
     if rows.numel() == 0:
         return logits
-    logw = guidance_log_weights(model, feats, budget_left, end_id)
-    logits[rows] = logits[rows] + strength.float()[:, None] * logw
+    s = strength.float()[:, None]
+    if ids is None:
+        logits[rows] = logits[rows] + s * guidance_log_weights(model, feats, budget_left, end_id)
+        return logits
+    base, logw = sparse_log_weights(model, feats, budget_left, end_id, ids)
+    r, c = rows[:, None], ids[None, :]
+    logits[r, c] = logits[r, c] + s * (logw - base)
     return logits
 
 

@@ -47,6 +47,7 @@ class GuidanceMRV2:
         self.device = torch.device(req_states.device)
         self.model = model.to(self.device)
         self.newline = vocab.newline.to(self.device)
+        self.ids = self.model.guided_ids(max(vocab.end_id, 0))
         n = req_states.max_num_reqs
         dev = self.device
         # Per-slot arguments (host staging + device copies).
@@ -142,8 +143,11 @@ class GuidanceMRV2:
         guided = live & line_start & ((mode == _MODE_CODE["soft"]) | (mode == _MODE_CODE["soft+hard"]))
         prior = self.prior[s]
         feats = core.row_features(prior[:, 0], prior[:, 1], n, lines)
-        logw = core.guidance_log_weights(self.model, feats, budget - n, ve)
-        logits += torch.where(guided[:, None], self.strength[s][:, None] * logw, 0.0)
+        # Only the guided ids move (the common weight cancels in the softmax, see core.guide_logits);
+        # rows not guided this step get a zero delta, so no sync is needed to select rows.
+        base, logw = core.sparse_log_weights(self.model, feats, budget - n, ve, self.ids)
+        delta = torch.where(guided[:, None], self.strength[s][:, None] * (logw - base), 0.0)
+        logits[:, self.ids] += delta
         extend = live & (mode == _MODE_CODE["extend"]) & (n < budget)
         logits[:, ve] = torch.where(extend, float("-inf"), logits[:, ve])
         return logits

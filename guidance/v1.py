@@ -97,6 +97,7 @@ class GuidanceV1:
         self.model = model
         self.device = torch.device(device)
         self.newline = vocab.newline.tolist()
+        self.ids = model.guided_ids(vocab.end_id).to(self.device) if vocab.enabled else None
         self.reqs: dict[int, ThinkingTracker] = {}
 
     @classmethod
@@ -138,9 +139,9 @@ class GuidanceV1:
         if not self.reqs:
             return logits  # the common no-op: no request in the batch asked for guidance
         guided: list[int] = []
-        feats: list[tuple[float, float, int, int]] = []
-        left: list[int] = []
-        strength: list[float] = []
+        # One list of numbers per guided row, turned into ONE tensor: per-step host->tensor
+        # conversions dominate the cost on CPU.
+        nums: list[list[float]] = []
         extend: list[int] = []
         for row, t in self.reqs.items():
             t.advance(self.vocab)
@@ -152,15 +153,13 @@ class GuidanceV1:
                     extend.append(row)
             elif t.line_start:
                 guided.append(row)
-                feats.append((a.prior_alpha, a.prior_rate, t.n, t.lines))
-                left.append(a.budget - t.n)
-                strength.append(a.strength)
+                nums.append([*core.row_features_list(a.prior_alpha, a.prior_rate, t.n, t.lines),
+                             a.budget - t.n, a.strength])
         if guided:
-            f = torch.tensor(feats, dtype=torch.float32, device=self.device)
-            x = core.row_features(f[:, 0], f[:, 1], f[:, 2], f[:, 3])
-            core.guide_logits(logits, torch.tensor(guided, device=logits.device), self.model, x,
-                              torch.tensor(left, device=self.device), torch.tensor(strength, device=self.device),
-                              self.vocab.end_id)
+            f = torch.tensor(nums, dtype=torch.float32, device=self.device)
+            nf = len(core.FEATURES)
+            core.guide_logits(logits, torch.tensor(guided, device=logits.device), self.model, f[:, :nf], f[:, nf],
+                              f[:, nf + 1], self.vocab.end_id, self.ids)
         if extend:
             core.suppress_end(logits, torch.tensor(extend, device=logits.device), self.vocab.end_id)
         return logits

@@ -74,7 +74,8 @@ def test_v1_guides_only_its_rows_at_line_starts():
     logits = torch.zeros(3, V)
     g.apply(logits)
     assert torch.equal(logits[1:], torch.zeros(2, V))
-    assert logits[0, END] == 0 and (logits[0, [A, B, ONE]] < -1).all()  # 2 tokens left at a line start
+    # 2 tokens left at a line start: ending becomes far more likely than any continuation.
+    assert (logits[0, END] - logits[0, [A, B, ONE]] > 1).all()
     # Mid-line: untouched.
     outs[0].append(A)
     logits = torch.zeros(3, V)

@@ -122,3 +122,35 @@ def test_shipped_artifact_predicts_testbed_traces_better_than_prior():
     met = art["metrics_val"]
     assert met["nll"] < met["nll_prior_only"]
     assert 0.75 <= met["coverage_90"] <= 1.0
+
+
+def test_row_features_list_matches_tensor_version():
+    for a, r, n, li in [(30.0, 6.0, 0.0, 0.0), (12.0, 3.0, 17.0, 2.0), (400.0, 80.0, 300.0, 11.0)]:
+        x = core.row_features(torch.tensor([a]), torch.tensor([r]), torch.tensor([n]), torch.tensor([li]))[0]
+        assert torch.allclose(x, torch.tensor(core.row_features_list(a, r, n, li)), atol=1e-5)
+
+
+def test_sparse_rule_gives_the_same_distribution_as_dense():
+    gen = torch.Generator().manual_seed(1)
+    vocab = 40
+    tok_mu = torch.zeros(vocab)
+    tok_conc = torch.zeros(vocab)
+    tok_mu[[3, 7, 11]] = torch.tensor([1.0, -0.5, 2.0])
+    tok_conc[[7, 20]] = torch.tensor([0.3, -1.0])
+    m = core.RemainingLengthModel(torch.tensor([0.5, 0.1, 0.0, 0.2, 0.8, 0.1, 0.0]),
+                                  torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0]), tok_mu, tok_conc)
+    ids = m.guided_ids(END)
+    assert ids.tolist() == [2, 3, 7, 11, 20]
+    x = core.row_features(torch.tensor([30.0, 50.0, 9.0]), torch.tensor([6.0, 9.0, 2.0]),
+                          torch.tensor([10.0, 80.0, 3.0]), torch.tensor([2.0, 9.0, 1.0]))
+    logits = torch.randn(5, vocab, generator=gen)
+    logits[4, 3] = float("-inf")
+    rows = torch.tensor([0, 2, 4])
+    args = (m, x, torch.tensor([5, 60, 1]), torch.tensor([1.0, 2.5, 0.7]), END)
+    dense = core.guide_logits(logits.clone(), rows, *args)
+    sparse = core.guide_logits(logits.clone(), rows, *args, ids=ids)
+    assert torch.allclose(dense.softmax(-1), sparse.softmax(-1), atol=1e-6)
+    assert not torch.allclose(dense.softmax(-1), logits.softmax(-1))
+    changed = (sparse != logits).any(dim=0).nonzero().flatten().tolist()
+    assert set(changed) <= set(ids.tolist())
+    assert sparse[4, 3] == float("-inf")
