@@ -19,7 +19,10 @@ def register(subparsers: Any) -> None:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--featurizer", default=_DEFAULT_FEATURIZER, help="featurizer spec, e.g. minilm+hashed+structural (default: %(default)s)")
-        sp.add_argument("--C", type=float, default=1.0, dest="C", help="inverse L2 strength of the logistic models (default: %(default)s)")
+        sp.add_argument("--alphas", default="0.3,1,3,10", help="ridge strengths to choose from by leave-one-out error (default: %(default)s)")
+        sp.add_argument("--kernel", default="linear", choices=["linear", "rbf"], help="ridge kernel (default: %(default)s)")
+        sp.add_argument("--gamma", type=float, default=2.0, help="rbf kernel width (default: %(default)s)")
+        sp.add_argument("--weights", default=None, help="comma-separated weight per featurizer block, e.g. 1,1,0.05")
         sp.add_argument("--folds", type=int, default=5, help="cross-fitting folds for calibration (default: %(default)s)")
         sp.add_argument("--calibration", default="auto", choices=["auto", "isotonic", "platt", "none"])
         sp.add_argument("--costs", default=None, help="JSON {option: cost per query} or a default_llm.json-style price file")
@@ -71,16 +74,24 @@ def _costs(args: argparse.Namespace) -> dict[str, float] | None:
         raise _cli_error(str(exc) if str(exc).startswith("--costs") else f"--costs: {exc}") from exc
 
 
+def _alphas(text: str, flag: str = "--alphas") -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise _cli_error(f"{flag}: expected comma-separated numbers, got {text!r}") from exc
+
+
 def _fit(args: argparse.Namespace, data: Any, costs: dict[str, float] | None) -> Any:
     from predictors.train import train_predictor
 
     try:
         return train_predictor(
-            data, args.featurizer, C=args.C, folds=args.folds, calibration=args.calibration, option_costs=costs, seed=args.seed
+            data, args.featurizer, alphas=_alphas(args.alphas), kernel=args.kernel, gamma=args.gamma,
+            featurizer_weights=_alphas(args.weights, "--weights") if args.weights else None, folds=args.folds, calibration=args.calibration, option_costs=costs, seed=args.seed
         )
     except ValueError as exc:
         msg = str(exc)
-        flag = "--featurizer" if "featurizer" in msg else "--C" if msg.startswith("C:") else "--folds" if msg.startswith("folds") else "--data"
+        flag = "--weights" if "weights" in msg else "--kernel" if msg.startswith("kernel") else "--featurizer" if "featurizer" in msg else "--alphas" if msg.startswith("alphas") else "--folds" if msg.startswith("folds") else "--data"
         raise _cli_error(f"{flag}: {msg}") from exc
     except RuntimeError as exc:  # e.g. the minilm package is missing
         raise _cli_error(f"--featurizer: {exc}") from exc

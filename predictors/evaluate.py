@@ -188,7 +188,8 @@ def evaluate_predictor(pred: Predictor, test: TrainingSet, costs: Mapping[str, f
 
 def _cheapest_routing(pred: Predictor, X: Any, S: np.ndarray, known: list[str], cost: np.ndarray) -> dict[str, float]:
     """Score/cost of following the cheapest-sufficient head ("<none>" -> the best single option)."""
-    z = np.asarray(X @ pred.cheapest_coef, float) + pred.cheapest_intercept
+    F = pred.kernel_features(X) @ pred.cheapest_coef
+    z = np.asarray(F.toarray() if hasattr(F, "toarray") else F, float) + pred.cheapest_intercept
     labels = [pred.cheapest_classes[i] for i in np.argmax(z, axis=1)]  # type: ignore[index]
     fallback = int(np.argmax(S.mean(axis=0)))
     pick = np.array([known.index(lbl) if lbl in known else fallback for lbl in labels])

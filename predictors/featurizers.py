@@ -265,10 +265,17 @@ def _make_minilm() -> Featurizer:
     return MiniLMFeaturizer()
 
 
+def _make_minilm8() -> Featurizer:
+    from predictors.minilm import MiniLMFeaturizer
+
+    return MiniLMFeaturizer(int8=True)
+
+
 _REGISTRY: dict[str, Callable[[], Featurizer]] = {
     "hashed": HashedFeaturizer,
     "structural": StructuralFeaturizer,
     "minilm": _make_minilm,
+    "minilm8": _make_minilm8,
 }
 
 

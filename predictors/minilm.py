@@ -227,18 +227,49 @@ class MiniLMEncoder:
         return out
 
 
+class _DiskCache:
+    """Append-only embedding store: one ``.npz`` shard (hash keys + rows) per write, all read at open.
+
+    Opt-in (``THINKGATE_EMBED_DISK_CACHE=1``) for training and evaluation runs that
+    embed the same corpus repeatedly; the gateway keeps the in-memory LRU only.
+    """
+
+    def __init__(self, int8: bool) -> None:
+        self.dir = _cache_dir() / f"emb-minilm-l6-g{_GRAPH_VERSION}-{'int8' if int8 else 'fp32'}-t{MAX_TOKENS}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.table: dict[bytes, np.ndarray] = {}
+        for shard in sorted(self.dir.glob("*.npz")):
+            with np.load(shard) as z:
+                for k, e in zip(z["keys"], z["emb"], strict=True):
+                    self.table[bytes(k)] = e
+
+    def add(self, keys: list[bytes], emb: np.ndarray) -> None:
+        name = self.dir / f"{os.getpid()}-{len(self.table)}-{hashlib.sha1(b''.join(keys)).hexdigest()[:8]}.npz"
+        tmp = name.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys, dtype="S16"), emb=emb)
+        os.replace(tmp, name)
+        self.table.update(zip(keys, emb, strict=True))
+
+
 class MiniLMFeaturizer(Featurizer):
-    """``minilm``: 384-d unit-norm sentence embeddings with an in-memory LRU cache by text hash."""
+    """``minilm``: 384-d unit-norm sentence embeddings with an in-memory LRU cache by text hash.
+
+    ``int8=True`` (registered as ``minilm8``) serves the dynamically quantised
+    graph: about 2x faster, cosine >= 0.97 to the fp32 embeddings.
+    """
 
     name = "minilm"
     sparse = False
 
     def __init__(self, int8: bool = False, cache_size: int = 4096) -> None:
         self.int8 = int8
+        self.name = "minilm8" if int8 else "minilm"
         self.cache_size = cache_size
         self._encoder: MiniLMEncoder | None = None
         self._cache: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._disk: _DiskCache | None = None
+        self._disk_checked = False
 
     def __getstate__(self) -> dict[str, Any]:
         # The ORT session, tokenizer and cache are rebuilt on load, never pickled.
@@ -269,9 +300,18 @@ class MiniLMFeaturizer(Featurizer):
                 else:
                     self._cache.move_to_end(k)
                     out[i] = hit
+        if missing and not self._disk_checked:
+            self._disk_checked = True
+            if os.environ.get("THINKGATE_EMBED_DISK_CACHE") == "1":
+                self._disk = _DiskCache(self.int8)
+        if missing and self._disk is not None:
+            for k in [k for k in missing if k in self._disk.table]:
+                out[missing.pop(k)] = self._disk.table[k]
         if missing:
             first = [rows[0] for rows in missing.values()]
             emb = self.encoder.encode([cleaned[i] for i in first])
+            if self._disk is not None:
+                self._disk.add(list(missing), emb)
             with self._lock:
                 for (k, rows), e in zip(missing.items(), emb, strict=True):
                     out[rows] = e

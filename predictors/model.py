@@ -110,8 +110,15 @@ class Predictor:
         cheapest_intercept: np.ndarray | None = None,
         option_costs: dict[str, float] | None = None,
         metadata: dict[str, Any] | None = None,
+        kernel: str = "linear",
+        gamma: float = 1.0,
+        support_t: Any = None,
     ) -> None:
         k = len(options)
+        if kernel not in ("linear", "rbf"):
+            raise ValueError(f"kernel: unknown {kernel!r}, available: linear, rbf")
+        if kernel == "rbf" and support_t is None:
+            raise ValueError("support_t: required for the rbf kernel")
         if not (len(calibrators) == len(thinking_heads) == len(answer_heads) == k == np.shape(coef)[1]):
             raise ValueError("Predictor: one coefficient column, calibrator and length head per option")
         self.featurizer = featurizer
@@ -128,6 +135,11 @@ class Predictor:
         self.cheapest_intercept = cheapest_intercept
         self.option_costs = dict(option_costs or {})
         self.metadata = dict(metadata or {})
+        self.kernel = kernel
+        self.gamma = float(gamma)
+        # Training feature rows, transposed (d, m), for exp(gamma * (x.s - (|x|^2 + |s|^2) / 2)).
+        self.support_t = support_t
+        self._support_sq = None if support_t is None else _col_sqnorms(support_t)
 
     # ------------------------------------------------------------ internals
 
@@ -145,10 +157,18 @@ class Predictor:
     def _design(self, prompts: Sequence[str | bytes]) -> Any:
         return self.featurizer.transform([clean_text(p) for p in prompts])
 
+    def kernel_features(self, X: Any) -> Any:
+        """What the linear heads multiply: ``X`` itself (linear) or RBF kernel values vs. the support rows."""
+        if self.kernel == "linear":
+            return X
+        G = X @ self.support_t
+        G = np.asarray(G.toarray() if hasattr(G, "toarray") else G, dtype=np.float64)
+        xsq = np.asarray(X.multiply(X).sum(axis=1) if hasattr(X, "multiply") else (X * X).sum(axis=1), dtype=np.float64).reshape(-1, 1)
+        return np.exp(self.gamma * (G - 0.5 * (xsq + self._support_sq[None, :])))
+
     def logits(self, X: Any) -> np.ndarray:
-        """Raw success logits ``(n, k)`` for a feature matrix from this predictor's featurizer."""
-        z = X @ self.coef
-        return np.asarray(z, dtype=np.float64) + self.intercept
+        """Raw success scores ``(n, k)`` for a feature matrix from this predictor's featurizer."""
+        return _dense(self.kernel_features(X) @ self.coef) + self.intercept
 
     def probabilities(self, X: Any) -> np.ndarray:
         """Calibrated P(correct) ``(n, k)`` for a feature matrix."""
@@ -164,7 +184,7 @@ class Predictor:
                 continue
             mu = np.full(X.shape[0], h.intercept, dtype=np.float64)
             if h.coef is not None:
-                mu = mu + np.asarray(X @ h.coef, dtype=np.float64).ravel()
+                mu = mu + _dense(X @ h.coef).ravel()
             out.append(h.mean_p90(mu))
         return out
 
@@ -224,25 +244,36 @@ class Predictor:
     def predict_cheapest(self, prompt: str | bytes) -> tuple[str | None, dict[str, float]]:
         """EllieSQL-style head: the cheapest option predicted sufficient, and class probabilities.
 
-        Returns ``(None, {...})`` when the most likely class is "no option
-        suffices" (class name ``"<none>"``). Raises ``RuntimeError`` if the
+        The per-class values are one-vs-rest ridge scores (higher = more likely,
+        not probabilities). Returns ``(None, {...})`` when the top class is "no
+        option suffices" (class name ``"<none>"``). Raises ``RuntimeError`` if the
         artifact was trained without costs (no head).
         """
         if self.cheapest_classes is None or self.cheapest_coef is None:
             raise RuntimeError("predict_cheapest: this artifact has no cheapest-sufficient head (trained without costs)")
-        X = self._design([prompt])
-        z = np.asarray(X @ self.cheapest_coef, dtype=np.float64)[0] + self.cheapest_intercept
-        z = z - z.max()
-        probs = np.exp(z) / np.exp(z).sum()
-        best = self.cheapest_classes[int(np.argmax(probs))]
-        return (None if best == "<none>" else best), dict(zip(self.cheapest_classes, map(float, probs), strict=True))
+        F = self.kernel_features(self._design([prompt]))
+        z = _dense(F @ self.cheapest_coef).ravel() + self.cheapest_intercept
+        best = self.cheapest_classes[int(np.argmax(z))]
+        return (None if best == "<none>" else best), dict(zip(self.cheapest_classes, map(float, z), strict=True))
 
     def option_budget(self, option: str) -> int | None:
         """Thinking budget encoded in an option name (``None`` = unlimited)."""
         return parse_option(option)[1]
 
     def __repr__(self) -> str:
-        return f"Predictor(featurizer={self.featurizer_spec!r}, options={len(self.options)})"
+        return f"Predictor(featurizer={self.featurizer_spec!r}, kernel={self.kernel!r}, options={len(self.options)})"
+
+
+def _dense(M: Any) -> np.ndarray:
+    """float64 ndarray from a dense or scipy-sparse product."""
+    return np.asarray(M.toarray() if hasattr(M, "toarray") else M, dtype=np.float64)
+
+
+def _col_sqnorms(M: Any) -> np.ndarray:
+    """Squared L2 norm of every column of a dense or sparse matrix."""
+    if hasattr(M, "multiply"):
+        return np.asarray(M.multiply(M).sum(axis=0), dtype=np.float64).ravel()
+    return np.asarray((M * M).sum(axis=0), dtype=np.float64).ravel()
 
 
 def lognormal_sigma(residuals: np.ndarray) -> float:

@@ -1,14 +1,17 @@
 """Training: outcome data -> :class:`predictors.model.Predictor`.
 
-* Success: one L2 logistic regression per option on the shared feature matrix;
-  fractional scores are soft labels (each row counted as positive with weight
-  ``score`` and negative with weight ``1 - score``). Calibration is fitted on
-  out-of-fold logits (``folds``-fold cross-fitting, so every calibration point
-  is held out from the model that scored it): isotonic with >= 400 labelled
-  rows, Platt scaling below; the final model is refitted on all rows.
+* Success: ridge regression of the (possibly fractional) score on the shared
+  feature matrix, all options at once (options observed on the same rows share
+  one fit). Up to ``max_dual`` rows it is solved in kernel form from one
+  eigendecomposition of the linear Gram matrix, which gives exact leave-one-out
+  predictions for every ridge strength in ``alphas`` (the one with the lowest
+  LOO squared error is kept); above, primal ridge with ``folds``-fold
+  cross-fitting. The raw scores are turned into probabilities by a calibrator
+  fitted on those held-out predictions: isotonic with >= 400 rows, Platt below.
+  The runtime model stays linear: weights ``X^T @ dual``.
 * Lengths: per option and kind, ridge regression of ``log1p(tokens)`` with a
   log-normal residual whose scale comes from out-of-fold residuals.
-* Cheapest sufficient option (EllieSQL-style): multinomial logistic regression
+* Cheapest sufficient option (EllieSQL-style): one-vs-rest ridge classifier
   whose label is the cheapest option scoring >= ``sufficient_threshold``
   (``"<none>"`` if none does); trained only when option costs are known.
 """
@@ -120,19 +123,70 @@ def _vstack(a: Any, b: Any) -> Any:
     return sp.vstack([a, b], format="csr") if sp.issparse(a) else np.vstack([a, b])
 
 
-def _fit_logistic(X: Any, y: np.ndarray, C: float, seed: int) -> tuple[np.ndarray, float] | None:
-    """Soft-label L2 logistic regression; ``None`` when the labels carry one class only."""
-    from sklearn.linear_model import LogisticRegression
+def _dual_ridge_loo(eig: tuple[np.ndarray, np.ndarray], Y: np.ndarray, alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray, float]:
+    """Kernel ridge on a linear kernel with leave-one-out predictions, alpha chosen by LOO MSE.
 
-    pos, neg = y > 0, y < 1
-    if not pos.any() or not neg.any():
-        return None
-    Xd = _vstack(X[pos], X[neg])
-    labels = np.r_[np.ones(pos.sum()), np.zeros(neg.sum())]
-    weights = np.r_[y[pos], 1.0 - y[neg]]
-    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed)
-    clf.fit(Xd, labels, sample_weight=weights)
-    return clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
+    ``Y`` is centred column-wise (the mean is the unpenalised intercept). Uses one
+    eigendecomposition ``K = Q diag(lam) Q^T``: for each alpha the dual weights are
+    ``Q diag(1 / (lam + alpha)) Q^T Yc`` and the LOO residual is
+    ``(Yc - H Yc)_i / (1 - H_ii)`` with ``H = Q diag(lam / (lam + alpha)) Q^T``.
+    Returns (dual weights ``(n, k)``, LOO predictions ``(n, k)`` incl. the mean, alpha).
+    """
+    lam, Q = eig
+    mean = Y.mean(axis=0)
+    Yc = Y - mean
+    QtY = Q.T @ Yc
+    Q2 = Q * Q
+    best: tuple[float, np.ndarray, np.ndarray, float] | None = None
+    for a in alphas:
+        shrink = lam / (lam + a)
+        fitted = Q @ (shrink[:, None] * QtY)
+        h = np.clip(Q2 @ shrink, 0.0, 1.0 - 1e-6)
+        loo = Yc - (Yc - fitted) / (1.0 - h)[:, None]
+        mse = float(np.mean((loo - Yc) ** 2))
+        if best is None or mse < best[0]:
+            dual = Q @ (QtY / (lam + a)[:, None])
+            best = (mse, dual, loo + mean, float(a))
+    assert best is not None
+    return best[1], best[2], best[3]
+
+
+def _primal_ridge_oof(X: Any, Y: np.ndarray, alpha: float, folds: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Primal ridge for large n: (weights ``(d, k)``, out-of-fold predictions incl. the mean)."""
+    from sklearn.linear_model import Ridge
+
+    mean = Y.mean(axis=0)
+    oof = np.zeros_like(Y)
+    for test in _folds(len(Y), folds, seed):
+        train = np.setdiff1d(np.arange(len(Y)), test)
+        oof[test] = Ridge(alpha=alpha, fit_intercept=False).fit(_rows(X, train), Y[train] - mean).predict(_rows(X, test)) + mean
+    W = Ridge(alpha=alpha, fit_intercept=False).fit(X, Y - mean).coef_.T
+    return np.asarray(W, np.float32), oof
+
+
+class _EigenCache:
+    """Eigendecompositions of the linear kernel per row subset (success and cheapest heads share one)."""
+
+    def __init__(self, X: Any, kernel: str = "linear", gamma: float = 1.0) -> None:
+        self.X = X
+        self.kernel = kernel
+        self.gamma = gamma
+        self._cache: dict[bytes, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = rows.tobytes()
+        if key not in self._cache:
+            from scipy.linalg import eigh
+
+            Xr = _rows(self.X, rows)
+            G = Xr @ Xr.T
+            G = np.asarray(G.toarray() if sp.issparse(G) else G, dtype=np.float64)
+            if self.kernel == "rbf":
+                sq = np.diag(G).copy()
+                G = np.exp(self.gamma * (G - 0.5 * (sq[:, None] + sq[None, :])))
+            lam, Q = eigh(G, overwrite_a=True, check_finite=False)
+            self._cache[key] = (np.maximum(lam, 0.0), Q)
+        return self._cache[key]
 
 
 def _fit_calibrator(z: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
@@ -162,18 +216,59 @@ def _folds(n: int, folds: int, seed: int) -> list[np.ndarray]:
     return [perm[f::folds] for f in range(folds)]
 
 
-def _success_option(X: Any, y: np.ndarray, C: float, folds: int, calibration: str, seed: int) -> tuple[np.ndarray, float, Calibrator]:
-    d = X.shape[1]
-    full = _fit_logistic(X, y, C, seed)
-    if full is None:
-        return np.zeros(d, np.float32), 0.0, Calibrator("constant", y=np.array([float(np.mean(y))]))
-    oof = np.zeros(len(y))
-    for test in _folds(len(y), folds, seed):
-        train = np.setdiff1d(np.arange(len(y)), test)
-        fit = _fit_logistic(_rows(X, train), y[train], C, seed)
-        w, b = fit if fit is not None else (full[0], full[1])
-        oof[test] = np.asarray(_rows(X, test) @ w).ravel() + b
-    return full[0], full[1], _fit_calibrator(oof, y, calibration)
+def _ridge_fit(
+    eigs: _EigenCache, rows: np.ndarray, Y: np.ndarray, alphas: Sequence[float], folds: int, seed: int, max_dual: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Multi-target ridge: (primal weights ``(d, k)``, intercepts ``(k,)``, held-out predictions, alpha).
+
+    Dual (kernel) form with exact leave-one-out predictions up to ``max_dual``
+    rows, primal with ``folds``-fold out-of-fold predictions (first alpha) above.
+    """
+    mean = Y.mean(axis=0)
+    X = _rows(eigs.X, rows)
+    if len(Y) <= max_dual:
+        dual, held_out, alpha = _dual_ridge_loo(eigs.get(rows), Y, alphas)
+        if eigs.kernel == "rbf":  # weights over all support rows (zero where the group is unobserved)
+            W = np.zeros((eigs.X.shape[0], Y.shape[1]), np.float32)
+            W[rows] = dual
+        else:
+            W = np.asarray(X.T @ dual, np.float32)
+        return W, mean, held_out, alpha
+    if eigs.kernel == "rbf":
+        raise ValueError(f"kernel: rbf needs at most max_dual={max_dual} training rows, got {len(Y)}; use linear")
+    W, held_out = _primal_ridge_oof(X, Y, alphas[0], folds, seed)
+    return W, mean, held_out, float(alphas[0])
+
+
+def _success_models(
+    eigs: _EigenCache, scores: np.ndarray, alphas: Sequence[float], folds: int, calibration: str, seed: int, max_dual: int
+) -> tuple[np.ndarray, np.ndarray, list[Calibrator], dict[str, float]]:
+    """Ridge score models + calibrators for all options; options sharing a row mask are fitted together."""
+    n, k = scores.shape
+    W = np.zeros((eigs.X.shape[0] if eigs.kernel == "rbf" else eigs.X.shape[1], k), np.float32)
+    b = np.zeros(k)
+    cals: list[Calibrator | None] = [None] * k
+    chosen: dict[str, float] = {}
+    groups: dict[bytes, list[int]] = {}
+    for j in range(k):
+        groups.setdefault((~np.isnan(scores[:, j])).tobytes(), []).append(j)
+    for mask_bytes, cols in groups.items():
+        rows = np.flatnonzero(np.frombuffer(mask_bytes, dtype=bool))
+        Y = scores[np.ix_(rows, cols)]
+        if len(rows) < 2:
+            for j in cols:
+                cals[j] = Calibrator("constant", y=np.array([float(np.nanmean(scores[:, j]))]))
+            continue
+        Wg, bg, held_out, alpha = _ridge_fit(eigs, rows, Y, alphas, folds, seed, max_dual)
+        for c, j in enumerate(cols):
+            W[:, j], b[j] = Wg[:, c], bg[c]
+            y = Y[:, c]
+            if y.min() == y.max():
+                cals[j] = Calibrator("constant", y=np.array([float(y[0])]))
+            else:
+                cals[j] = _fit_calibrator(held_out[:, c], y, calibration)
+            chosen[str(j)] = alpha
+    return W, b, [c for c in cals if c is not None], chosen
 
 
 def _length_head(X: Any, samples: list[tuple[int, int, float]], j: int, budget: int | None, alpha: float, folds: int, seed: int) -> LengthHead | None:
@@ -196,24 +291,20 @@ def _length_head(X: Any, samples: list[tuple[int, int, float]], j: int, budget: 
     return LengthHead(np.asarray(m.coef_, np.float32), float(m.intercept_), lognormal_sigma(resid), cap)
 
 
-def _cheapest_head(X: Any, ts: TrainingSet, costs: dict[str, float], threshold: float, C: float, seed: int) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    from sklearn.linear_model import LogisticRegression
-
+def _cheapest_head(
+    eigs: _EigenCache, ts: TrainingSet, costs: dict[str, float], threshold: float, alphas: Sequence[float], folds: int, seed: int, max_dual: int
+) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """One-vs-rest ridge over "cheapest option scoring >= threshold" labels (``"<none>"`` if none)."""
     order = sorted((j for j, o in enumerate(ts.options) if o in costs), key=lambda j: costs[ts.options[j]])
     if not order:
         return None
-    labels = []
-    for i in range(len(ts.prompts)):
-        hit = next((ts.options[j] for j in order if ts.scores[i, j] >= threshold), "<none>")
-        labels.append(hit)
-    if len(set(labels)) < 2:
+    labels = [next((ts.options[j] for j in order if ts.scores[i, j] >= threshold), "<none>") for i in range(len(ts.prompts))]
+    classes = sorted(set(labels))
+    if len(classes) < 2:
         return None
-    clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(X, labels)
-    classes = [str(c) for c in clf.classes_]
-    coef, icpt = clf.coef_, clf.intercept_
-    if len(classes) == 2:  # sklearn's binary case has one row: expand to two logits
-        coef, icpt = np.vstack([-coef[0] / 2, coef[0] / 2]), np.r_[-icpt[0] / 2, icpt[0] / 2]
-    return classes, np.asarray(coef.T, np.float32), np.asarray(icpt, float)
+    onehot = np.array([[lbl == c for c in classes] for lbl in labels], dtype=np.float64)
+    W, b, _, _ = _ridge_fit(eigs, np.arange(len(labels)), onehot, alphas, folds, seed, max_dual)
+    return classes, W, b
 
 
 def _compact(W: np.ndarray, sparse_features: bool) -> Any:
@@ -230,25 +321,34 @@ def train_predictor(
     data: TrainingSet,
     featurizer: str = "hashed+structural",
     *,
-    C: float = 1.0,
+    alphas: Sequence[float] = (0.3, 1.0, 3.0, 10.0),
     folds: int = 5,
     calibration: str = "auto",
     length_alpha: float = 10.0,
     option_costs: dict[str, float] | None = None,
     sufficient_threshold: float = 0.5,
     featurizer_weights: Sequence[float] | None = None,
+    max_dual: int = 12_000,
+    kernel: str = "linear",
+    gamma: float = 2.0,
     seed: int = 0,
 ) -> Predictor:
     """Fit a :class:`Predictor` on ``data``; see the module docstring for the method.
 
-    ``option_costs`` (cost per query) override the costs observed in the data for
-    the cheapest-sufficient head and are stored in the predictor. Raises
-    ``ValueError`` naming the parameter for bad arguments.
+    ``alphas``: ridge strengths tried (chosen by leave-one-out MSE; the first is
+    used above ``max_dual`` rows, where ``folds``-fold cross-fitting replaces
+    leave-one-out). ``kernel="rbf"`` uses ``exp(-gamma/2 * |x - y|^2)`` over the
+    feature rows instead of the linear kernel (dual form only; the predictor
+    then keeps the training rows as support vectors). ``option_costs`` (cost per query) override the costs
+    observed in the data for the cheapest-sufficient head and are stored in the
+    predictor. Raises ``ValueError`` naming the parameter for bad arguments.
     """
     if folds < 2:
         raise ValueError(f"folds: must be >= 2, got {folds}")
-    if C <= 0 or not math.isfinite(C):
-        raise ValueError(f"C: must be a positive number, got {C}")
+    if not alphas or any(not (a > 0 and math.isfinite(a)) for a in alphas):
+        raise ValueError(f"alphas: must be positive finite numbers, got {list(alphas)}")
+    if kernel not in ("linear", "rbf"):
+        raise ValueError(f"kernel: unknown {kernel!r}, available: linear, rbf")
     if len(data.prompts) < 2 * folds:
         raise ValueError(f"data: need at least {2 * folds} prompts for {folds}-fold calibration, got {len(data.prompts)}")
     t0 = time.time()
@@ -256,27 +356,24 @@ def train_predictor(
     texts = [clean_text(p) for p in data.prompts]
     feat.fit(texts)
     X = feat.transform(texts)
+    eigs = _EigenCache(X, kernel, gamma)
+    W, b, cals, chosen = _success_models(eigs, data.scores, alphas, folds, calibration, seed, max_dual)
     k = len(data.options)
-    W = np.zeros((X.shape[1], k), np.float32)
-    b = np.zeros(k)
-    cals: list[Calibrator] = []
-    for j in range(k):
-        obs = np.flatnonzero(~np.isnan(data.scores[:, j]))
-        w, b[j], cal = _success_option(_rows(X, obs), data.scores[obs, j], C, folds, calibration, seed)
-        W[:, j] = w
-        cals.append(cal)
     budgets = [parse_option(o)[1] for o in data.options]
     think = [_length_head(X, data.thinking, j, budgets[j], length_alpha, folds, seed) for j in range(k)]
     ans = [_length_head(X, data.answer, j, None, length_alpha, folds, seed) for j in range(k)]
     costs = {**data.costs, **(option_costs or {})}
-    head = _cheapest_head(X, data, costs, sufficient_threshold, C, seed) if costs else None
+    head = _cheapest_head(eigs, data, costs, sufficient_threshold, alphas, folds, seed, max_dual) if costs else None
     meta = {
         "featurizer": feat.name,
         "options": list(data.options),
         "n_prompts": len(data.prompts),
         "n_thinking_samples": len(data.thinking),
         "n_answer_samples": len(data.answer),
-        "C": C,
+        "kernel": kernel,
+        "gamma": gamma if kernel == "rbf" else None,
+        "alphas": list(alphas),
+        "chosen_alpha": sorted(set(chosen.values())),
         "folds": folds,
         "calibration": [c.kind for c in cals],
         "sufficient_threshold": sufficient_threshold,
@@ -286,14 +383,17 @@ def train_predictor(
     return Predictor(
         feat,
         data.options,
-        _compact(W, feat.sparse),
+        _compact(W, feat.sparse and kernel == "linear"),
         b,
         cals,
         think,
         ans,
         cheapest_classes=head[0] if head else None,
-        cheapest_coef=_compact(head[1], feat.sparse) if head else None,
+        cheapest_coef=_compact(head[1], feat.sparse and kernel == "linear") if head else None,
         cheapest_intercept=head[2] if head else None,
         option_costs=costs,
         metadata=meta,
+        kernel=kernel,
+        gamma=gamma,
+        support_t=(X.T.tocsr() if sp.issparse(X) else np.ascontiguousarray(X.T)) if kernel == "rbf" else None,
     )
