@@ -1,6 +1,6 @@
 """Decode-time cost of the guidance plugin on a vLLM CPU server, at batch 1 and 16.
 
-Starts one vLLM server with ``--logits-processors guidance.plugin:BudgetGuidance``
+Starts one vLLM server with the plugin (``--logits-processors guidance.plugin:BudgetGuidance``)
 and, in interleaved repetitions, sends a batch of B concurrent greedy chat
 requests of exactly ``--tokens`` output tokens (``ignore_eos``, ``</think>``
 biased away so every token is a thinking token the plugin tracks):
@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.helpers import free_port, spawn, stop, wait_http  # noqa: E402
 
-PLUGIN = "guidance.plugin:BudgetGuidance"
 ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind",
        "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -50,8 +49,12 @@ def start(model_dir: Path, plugin: bool, log: Path) -> tuple[str, object]:
             "--served-model-name", "m", "--port", str(port), "--host", "127.0.0.1",
             "--reasoning-parser", "deepseek_r1", "--max-model-len", "1024", "--dtype", "float32",
             "--max-num-seqs", "16", "--enforce-eager"]
+    from guidance import entry_point_installed, server_args
+
     if plugin:
-        args += ["--logits-processors", PLUGIN]
+        args += server_args()
+    elif entry_point_installed():
+        raise SystemExit("--baseline unloaded: the plugin's entry point is installed, so every server loads it")
     proc = spawn(args, log, ENV)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", 900, proc, log)

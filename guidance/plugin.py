@@ -15,7 +15,9 @@ the API process) needs only :mod:`guidance.params`.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+import weakref
+from typing import Any, ClassVar
 
 import torch
 from vllm.v1.sample.logits_processor.interface import LogitsProcessor as V1LogitsProcessor
@@ -25,6 +27,8 @@ from guidance.params import parse_extra_args
 
 __all__ = ["BudgetGuidance"]
 
+log = logging.getLogger("thinkgate.guidance")
+
 
 class BudgetGuidance(V1LogitsProcessor, V2LogitsProcessor):
     """Decode-time budget guidance for requests whose ``vllm_xargs`` carry ``think_budget``.
@@ -33,7 +37,16 @@ class BudgetGuidance(V1LogitsProcessor, V2LogitsProcessor):
     request costs one dict/array check per step.
     """
 
+    #: Live instances: the entry point and ``--logits-processors`` together would build two for the
+    #: same engine and apply guidance twice; a second instance for the same config stays a no-op.
+    _live: ClassVar[weakref.WeakSet] = weakref.WeakSet()
+
     def __init__(self, vllm_config: Any, *args: Any) -> None:
+        self._config = vllm_config
+        self._noop = any(other._config is vllm_config for other in BudgetGuidance._live)
+        BudgetGuidance._live.add(self)
+        if self._noop:
+            log.warning("thinkgate guidance: plugin loaded twice in one process; the extra instance is a no-op")
         if len(args) == 2:  # V1: (device, is_pin_memory)
             from guidance.v1 import GuidanceV1
 
@@ -58,20 +71,24 @@ class BudgetGuidance(V1LogitsProcessor, V2LogitsProcessor):
 
     def update_state(self, batch_update: Any) -> None:
         """V1: track the persistent batch."""
-        self._v1.update_state(batch_update)
+        if not self._noop:
+            self._v1.update_state(batch_update)
 
     # MRV2 interface
     def add_request(self, req_idx: int, sampling_params: Any) -> bool:
         """MRV2: (re)initialise slot ``req_idx``."""
-        return self._v2.add_request(req_idx, sampling_params)
+        return False if self._noop else self._v2.add_request(req_idx, sampling_params)
 
     def apply_staged_writes(self) -> None:
         """MRV2: flush staged slots to the device."""
-        self._v2.apply_staged_writes()
+        if not self._noop:
+            self._v2.apply_staged_writes()
 
     # Both
     def apply(self, logits: torch.Tensor, ctx: Any = None) -> torch.Tensor:
         """Reweight the batch's logits in place (V1: ``apply(logits)``; MRV2: ``apply(logits, ctx)``)."""
+        if self._noop:
+            return logits
         if self._v2 is not None:
             return self._v2.apply(logits, ctx)
         return self._v1.apply(logits)

@@ -12,9 +12,11 @@ mode:
 Thinking tokens are counted from ``return_token_ids``: generated tokens up to
 and including ``</think>`` (the gateway's count; the prompt's ``\\n`` after
 ``<think>`` is not included, so a native budget ``B`` yields exactly ``B``).
-The prior each request sends is the per-difficulty Gamma that
-``predictors/remaining_length.py`` fitted on worked solutions (what a prompt-level
-predictor that sees the number of terms would know).
+The prior each request sends (``--prior``): ``model`` (default) is a Gamma
+moment-matched per difficulty to ``log(thinking + 1)`` of the model's own
+unlimited runs on a separate validation sample (what the predictors' length
+model learns from this model's outcome records); ``traces`` is the
+per-difficulty Gamma ``predictors/remaining_length.py`` fitted on worked solutions.
 
     python reports/guidance/eval_guidance.py --model tg-small --limit 120 --out reports/guidance/results.json
 """
@@ -34,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 MODES = ("hard", "soft", "soft+hard")
-PLUGIN = "guidance.plugin:BudgetGuidance"
 
 
 def body_for(question: str, mode: str | None, budget: int | None, prior: tuple[float, float],
@@ -71,6 +72,22 @@ def summarize(rows: list[dict[str, Any]], budget: int | None) -> dict[str, Any]:
     return out
 
 
+def fit_priors(rows: list[dict[str, Any]], fallback: dict[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:
+    """Per-difficulty Gamma (shape, rate) moment-matched to ``log(thinking + 1)``; ``fallback`` where < 2 rows."""
+    import math
+
+    from guidance.xargs import gamma_prior_from_lognormal
+
+    out = dict(fallback)
+    by: dict[int, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["difficulty"], []).append(math.log1p(r["thinking"]))
+    for d, ys in by.items():
+        if len(ys) >= 2:
+            out[d] = gamma_prior_from_lognormal(statistics.mean(ys), max(statistics.pstdev(ys), 0.03))
+    return out
+
+
 def run(url: str, name: str, problems: list[Any], mode: str | None, budget: int | None,
         priors: dict[int, tuple[float, float]], strength: float, end_id: int, max_tokens: int,
         concurrency: int) -> list[dict[str, Any]]:
@@ -104,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strength", type=float, default=1.0)
     ap.add_argument("--max-tokens", type=int, default=700)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--prior", choices=("model", "traces"), default="model")
+    ap.add_argument("--val-limit", type=int, default=48, help="validation problems for --prior model")
+    ap.add_argument("--strengths", default=None, help="comma-separated strengths (overrides --strength)")
     ap.add_argument("--base-url", default=None, help="use a running server (with the plugin) instead")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
@@ -115,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fracs = [float(x) for x in a.fractions.split(",")]
     art = json.loads((ROOT / "guidance" / "remaining_length.json").read_text())
-    priors = {int(d): (p[0], p[1]) for d, p in art["source"]["priors_by_difficulty"].items()}
+    trace_priors = {int(d): (p[0], p[1]) for d, p in art["source"]["priors_by_difficulty"].items()}
+    strengths = [float(x) for x in a.strengths.split(",")] if a.strengths else [a.strength]
     problems = tasks.sample_problems(a.limit, "test", a.seed)
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
     for name in a.model:
@@ -124,29 +145,41 @@ def main(argv: list[str] | None = None) -> int:
         if a.base_url:
             url = a.base_url.rstrip("/")
         else:
+            from guidance import server_args
+
             srv = VllmServer(name, extra_args=["--enforce-eager", "--max-num-seqs", str(a.concurrency),
-                                               "--logits-processors", PLUGIN]).start(timeout_s=900)
+                                               *server_args()]).start(timeout_s=900)
             url = srv.base_url
         try:
             t0 = time.time()
-            unl = run(url, name, problems, None, None, priors, a.strength, end_id, a.max_tokens, a.concurrency)
+            priors = trace_priors
+            if a.prior == "model":
+                val = tasks.sample_problems(a.val_limit, "val", a.seed)
+                vrows = run(url, name, val, None, None, trace_priors, 1.0, end_id, a.max_tokens, a.concurrency)
+                priors = fit_priors(vrows, trace_priors)
+            unl = run(url, name, problems, None, None, priors, 1.0, end_id, a.max_tokens, a.concurrency)
             median = statistics.median(r["thinking"] for r in unl)
-            res: dict[str, Any] = {"median_thinking": median, "n": len(problems), "strength": a.strength,
-                                   "unlimited": summarize(unl, None), "cells": []}
-            print(f"{name}: unlimited {res['unlimited']} median {median}", flush=True)
-            for f in fracs:
-                budget = max(1, round(f * median))
-                for mode in MODES:
-                    rows = run(url, name, problems, mode, budget, priors, a.strength, end_id, a.max_tokens,
-                               a.concurrency)
-                    cell = {"fraction": f, "budget": budget, "mode": mode, **summarize(rows, budget)}
-                    res["cells"].append(cell)
-                    print(json.dumps(cell), flush=True)
-            res["wall_s"] = round(time.time() - t0, 1)
+            for strength in strengths:
+                res: dict[str, Any] = {"median_thinking": median, "n": len(problems), "strength": strength,
+                                       "prior": a.prior, "unlimited": summarize(unl, None), "cells": []}
+                print(f"{name}: unlimited {res['unlimited']} median {median}", flush=True)
+                for f in fracs:
+                    budget = max(1, round(f * median))
+                    for mode in MODES:
+                        if mode == "hard" and strength != strengths[0]:
+                            res["cells"].append(next(c for c in results[f"{name}@s{strengths[0]:g}"]["cells"]
+                                                     if c["mode"] == "hard" and c["budget"] == budget))
+                            continue  # hard ignores the strength: run it once
+                        rows = run(url, name, problems, mode, budget, priors, strength, end_id, a.max_tokens,
+                                   a.concurrency)
+                        cell = {"fraction": f, "budget": budget, "mode": mode, **summarize(rows, budget)}
+                        res["cells"].append(cell)
+                        print(json.dumps(cell), flush=True)
+                res["wall_s"] = round(time.time() - t0, 1)
+                results[f"{name}@s{strength:g}"] = res
         finally:
             if srv is not None:
                 srv.stop()
-        results[f"{name}@s{a.strength:g}"] = res
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(results, indent=1) + "\n")
     return 0

@@ -1,7 +1,7 @@
 """The guidance plugin inside a real vLLM CPU server (tiny random Qwen2, V1 model runner).
 
-One server per test session, started with ``--logits-processors
-guidance.plugin:BudgetGuidance``. Checks: it starts and serves requests
+One server per test session, with the plugin loaded by its entry point when
+installed, else by ``--logits-processors guidance.plugin:BudgetGuidance``. Checks: it starts and serves requests
 without guidance untouched; bad ``vllm_xargs`` come back as HTTP 400 naming
 the key; ``soft`` guidance ends thinking at the first line start when no
 budget is left; ``extend`` holds ``</think>`` back until the minimum even
@@ -18,17 +18,17 @@ from tests.integration.conftest import _need_vllm, start_vllm
 pytestmark = pytest.mark.integration
 
 MSG = [{"role": "user", "content": "What is 12 + 30?"}]
-PLUGIN = "guidance.plugin:BudgetGuidance"
 
 
 @pytest.fixture(scope="session")
 def vllm_guided(tiny_model_dir, tmp_path_factory):
     """A vLLM CPU server for the tiny model with the guidance plugin loaded, served as ``tiny``."""
     _need_vllm()
+    from guidance import server_args
     from tests.helpers import stop
 
     log = tmp_path_factory.mktemp("vllm") / "vllm-guided.log"
-    url, proc = start_vllm(tiny_model_dir, "tiny", log, ["--logits-processors", PLUGIN])
+    url, proc = start_vllm(tiny_model_dir, "tiny", log, server_args())
     yield url
     stop(proc)
 
