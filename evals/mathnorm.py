@@ -66,6 +66,8 @@ def normalize_latex(answer: str) -> str:
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac\s*\{([^{}]*)\}\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\sqrt\s*(\d+|[a-zA-Z])", r"\\sqrt{\1}", s)
+    # "\cot x", "\pi r": keep the command name from merging with what follows once spaces go.
+    s = re.sub(r"(\\[a-zA-Z]+)\s+(?=[a-zA-Z])", r"\1{}", s)
     s = re.sub(r"\s+", "", s)
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
         s = s.replace(",", "")
@@ -116,6 +118,7 @@ def latex_to_sympy_str(s: str) -> str:
     unbalanced braces; other unknown commands pass through and make sympy fail,
     which callers treat as "not provably equal".
     """
+    s = s.replace("{}", " ")  # command terminators from normalize_latex
     out: list[str] = []
     i = 0
     while i < len(s):
@@ -144,8 +147,11 @@ def latex_to_sympy_str(s: str) -> str:
     t = "".join(out)
     for src, dst in (("\\pi", " pi "), ("\\infty", " oo "), ("\\cdot", "*"), ("\\times", "*"), ("\\div", "/")):
         t = t.replace(src, dst)
+    # Named functions: "\cot x" -> " cot x" (sympy's implicit application makes it cot(x)).
+    t = re.sub(r"\\(arcsin|arccos|arctan|sinh|cosh|tanh|sin|cos|tan|cot|sec|csc|ln|log|exp)(?![a-zA-Z])", r" \1 ", t)
     # A lone i is the imaginary unit in competition math (6-5i), never a variable name there.
     t = re.sub(r"(?<![a-zA-Z\\])i(?![a-zA-Z])", " I ", t)
+    t = re.sub(r"(?<![a-zA-Z\\])e(?![a-zA-Z])", " E ", t)  # likewise a lone e is Euler's number
     return t.replace("%", "*(1/100)")
 
 

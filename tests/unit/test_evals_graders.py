@@ -62,6 +62,7 @@ def test_extract_answer_priorities():
     ("x=5", "5"), ("\\text{Evelyn}", "evelyn"), ("-2,1", "1,-2"), ("50\\%", "0.5"), ("50\\%", "50"),
     ("6-5i", "6 - 5i"), ("5\\text{ cm}^2", "5"), ("1,000", "1000"), ("\\left(6,31,-1\\right)", "(6,31,-1)"),
     ("x^3+3x-6", "-6+3x+x^3"), ("\\$18.00", "18"), ("C", "\\text{(C)}"), ("x \\in [1, 2)", "[1,2)"),
+    ("\\cot x + 0", "\\cot x"), ("4\\pi r^2", "4 r^2\\pi"),
 ])
 def test_math_equal_true(pred, gold):
     assert math_equal(pred, gold), (pred, gold)
@@ -89,6 +90,8 @@ def test_latex_to_sympy_str():
     assert _compare(latex_to_sympy_str("2^{10}\\cdot\\pi"), "1024*pi") is True
     assert _compare(latex_to_sympy_str("3+2i"), "3+2*I") is True
     assert _compare(latex_to_sympy_str("3+2i"), "3-2*I") is False
+    assert _compare(latex_to_sympy_str("\\cot x+0"), "cos(x)/sin(x)") is True
+    assert _compare(latex_to_sympy_str("\\ln(e^{2})"), "2") is True
     with pytest.raises(ValueError):
         latex_to_sympy_str("\\frac{1}{")
 
