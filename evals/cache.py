@@ -59,7 +59,11 @@ class ResponseCache:
         """Store and append durably (flushed) before returning."""
         if self._fh is None:
             # Start on a fresh line in case the previous run died mid-line.
-            needs_nl = self.path.is_file() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+            needs_nl = False
+            if self.path.is_file() and self.path.stat().st_size > 0:
+                with self.path.open("rb") as f:
+                    f.seek(-1, 2)
+                    needs_nl = f.read(1) != b"\n"
             self._fh = self.path.open("a", encoding="utf-8")
             if needs_nl:
                 self._fh.write("\n")

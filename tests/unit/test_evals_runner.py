@@ -238,3 +238,19 @@ def test_cli_run_and_sweep(server, tmp_path, capsys):
     assert exc.value.code == 2 and "--budget" in capsys.readouterr().err
     assert main(["eval", "run", *common, "--model", "m", "--extra-body", "[1]"]) == 2
     assert "--extra-body" in capsys.readouterr().err
+
+
+def test_cache_skips_a_torn_last_line(tmp_path):
+    from evals.cache import ResponseCache
+
+    c = ResponseCache(tmp_path)
+    c.put("a", {"x": 1})
+    c.close()
+    with (tmp_path / "responses.jsonl").open("a") as f:
+        f.write('{"key": "b", "val')  # a write cut off by a kill
+    c2 = ResponseCache(tmp_path)
+    assert c2.get("a") == {"x": 1} and "b" not in c2 and c2.skipped_lines == 1
+    c2.put("c", 3)
+    c2.close()
+    c3 = ResponseCache(tmp_path)
+    assert c3.get("c") == 3 and len(c3) == 2
