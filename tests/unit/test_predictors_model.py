@@ -7,7 +7,13 @@ import pickle
 import numpy as np
 import pytest
 
-from predictors.artifact import ARTIFACT_VERSION, ArtifactError, load_predictor, read_artifact_header, save_predictor
+from predictors.artifact import (
+    ARTIFACT_VERSION,
+    ArtifactError,
+    load_predictor,
+    read_artifact_header,
+    save_predictor,
+)
 from predictors.evaluate import auroc, ece, evaluate_predictor
 from predictors.model import Calibrator, OptionEstimate
 from predictors.synthetic import SYNTHETIC_COSTS, make_synthetic_records, make_synthetic_table
