@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -96,11 +97,40 @@ class Featurizer(ABC):
 # ---------------------------------------------------------------- hashed n-grams
 
 
+_WORD = re.compile(r"\w+|[^\w\s]")
+
+
+def _hash_block(grams: list[str], mask: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket ids (CRC-32 of the UTF-8 n-gram, stable across processes) and counts."""
+    if not grams:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    ids = np.fromiter((zlib.crc32(g.encode("utf-8")) & mask for g in grams), dtype=np.int64, count=len(grams))
+    uniq, counts = np.unique(ids, return_counts=True)
+    return uniq, counts.astype(np.float32)
+
+
+def _ngrams(text: str) -> tuple[list[str], list[str]]:
+    """Word 1-2-grams (words and punctuation marks, lower-cased) and char 3-5-grams inside space-padded words."""
+    t = text.lower()
+    words = _WORD.findall(t)
+    word_grams = words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]
+    char_grams: list[str] = []
+    for w in t.split():
+        padded = f" {w} "
+        size = len(padded)
+        for n in (3, 4, 5):
+            char_grams.extend(padded[i : i + n] for i in range(size - n + 1))
+    return word_grams, char_grams
+
+
 class HashedFeaturizer(Featurizer):
     """Hashed word 1-2-grams and character 3-5-grams with sublinear TF-IDF (idf fitted).
 
-    Each block is L2-normalised, then scaled by 1/sqrt(2) so a row has norm <= 1.
-    Before :meth:`fit`, idf weights are 1 (plain sublinear TF).
+    Each n-gram is hashed with CRC-32 into ``n_features`` buckets per block; tf is
+    ``1 + ln(count)``, times idf once fitted (1 before); each block is
+    L2-normalised then scaled by 1/sqrt(2), so a row has norm 1 (0 if empty).
+    Implemented directly on numpy because per-call overhead, not hashing, is what
+    dominates a single short prompt.
     """
 
     name = "hashed"
@@ -112,44 +142,40 @@ class HashedFeaturizer(Featurizer):
         self.n_features = n_features
         self.idf_: list[np.ndarray] | None = None
 
-    def _vectorizers(self) -> list[Any]:
-        from sklearn.feature_extraction.text import HashingVectorizer
-
-        common = dict(n_features=self.n_features, alternate_sign=False, norm=None, lowercase=True)
-        return [
-            HashingVectorizer(analyzer="word", ngram_range=(1, 2), token_pattern=r"(?u)\b\w+\b|[^\w\s]", **common),
-            HashingVectorizer(analyzer="char_wb", ngram_range=(3, 5), **common),
-        ]
-
-    def _raw(self, texts: Sequence[str | bytes]) -> list[sp.csr_matrix]:
-        docs = [clean_text(t) for t in texts]
-        blocks = []
-        for vec in self._vectorizers():
-            m = vec.transform(docs).tocsr().astype(np.float32)
-            m.data = 1.0 + np.log(m.data)  # sublinear tf
-            blocks.append(m)
-        return blocks
+    def _rows(self, texts: Sequence[str | bytes]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+        mask = self.n_features - 1
+        return [[_hash_block(g, mask) for g in _ngrams(clean_text(t))] for t in texts]
 
     def fit(self, texts: Sequence[str]) -> HashedFeaturizer:
         """Fit smoothed idf weights per block: idf = ln((1 + n) / (1 + df)) + 1."""
-        blocks = self._raw(texts)
         n = len(texts)
-        self.idf_ = []
-        for m in blocks:
-            df = np.bincount(m.indices, minlength=self.n_features).astype(np.float32)
-            self.idf_.append((np.log((1.0 + n) / (1.0 + df)) + 1.0).astype(np.float32))
+        df = [np.zeros(self.n_features, np.float64) for _ in range(2)]
+        for row in self._rows(texts):
+            for blk, (ids, _) in enumerate(row):
+                df[blk][ids] += 1.0
+        self.idf_ = [(np.log((1.0 + n) / (1.0 + d)) + 1.0).astype(np.float32) for d in df]
         return self
 
     def transform(self, texts: Sequence[str | bytes]) -> sp.csr_matrix:
         """Sparse CSR ``(n, 2 * n_features)``."""
-        from sklearn.preprocessing import normalize
-
-        out = []
-        for i, m in enumerate(self._raw(texts)):
-            if self.idf_ is not None:
-                m = m @ sp.diags(self.idf_[i])
-            out.append(normalize(m, norm="l2", copy=False) * (1.0 / math.sqrt(2.0)))
-        return sp.hstack(out, format="csr", dtype=np.float32)
+        indptr = [0]
+        indices: list[np.ndarray] = []
+        data: list[np.ndarray] = []
+        scale = np.float32(1.0 / math.sqrt(2.0))
+        for row in self._rows(texts):
+            for blk, (ids, counts) in enumerate(row):
+                if ids.size == 0:
+                    continue
+                v = 1.0 + np.log(counts)
+                if self.idf_ is not None:
+                    v = v * self.idf_[blk][ids]
+                v = v * (scale / np.float32(np.sqrt(np.dot(v, v))))
+                indices.append(ids + blk * self.n_features)
+                data.append(v.astype(np.float32))
+            indptr.append(indptr[-1] + sum(ids.size for ids, _ in row))
+        ind = np.concatenate(indices) if indices else np.zeros(0, np.int64)
+        dat = np.concatenate(data) if data else np.zeros(0, np.float32)
+        return sp.csr_matrix((dat, ind.astype(np.int32), np.asarray(indptr, np.int64)), shape=(len(texts), self.dim))
 
     @property
     def dim(self) -> int:
@@ -251,9 +277,17 @@ class CombinedFeaturizer(Featurizer):
 
     def transform(self, texts: Sequence[str | bytes]) -> Any:
         """Concatenated blocks; CSR if any part is sparse, else dense float32."""
-        blocks = [p.transform(texts) * w for p, w in zip(self.parts, self.weights, strict=True)]
+        texts = [clean_text(t) for t in texts]
+        blocks = []
+        for p, w in zip(self.parts, self.weights, strict=True):
+            b = p.transform(texts)
+            if sp.issparse(b):
+                b.data *= np.float32(w)  # blocks are fresh matrices: scaling in place is safe
+            else:
+                b = b * np.float32(w)
+            blocks.append(b)
         if self.sparse:
-            return sp.hstack([sp.csr_matrix(b) for b in blocks], format="csr", dtype=np.float32)
+            return sp.hstack([b if sp.issparse(b) else sp.csr_matrix(b) for b in blocks], format="csr", dtype=np.float32)
         return np.hstack(blocks).astype(np.float32)
 
     def dense_transform(self, texts: Sequence[str | bytes]) -> np.ndarray | None:

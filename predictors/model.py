@@ -55,9 +55,9 @@ class Calibrator:
         if self.kind == "isotonic":
             p = np.interp(z, self.x, self.y)
         elif self.kind == "platt":
-            p = 1.0 / (1.0 + np.exp(-(self.x[0] * z + self.y[0])))
+            p = _expit(self.x[0] * z + self.y[0])
         elif self.kind == "sigmoid":
-            p = 1.0 / (1.0 + np.exp(-z))
+            p = _expit(z)
         elif self.kind == "constant":
             p = np.full_like(z, float(self.y[0]), dtype=np.float64)
         else:  # pragma: no cover - guarded at construction by training code
@@ -262,6 +262,11 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor(featurizer={self.featurizer_spec!r}, kernel={self.kernel!r}, options={len(self.options)})"
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function."""
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
 
 
 def _dense(M: Any) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -59,7 +60,7 @@ def test_idf_downweights_common_ngrams():
     f.fit(docs)
     after = f.transform(["the zebra"])
     # "the" occurs in every training doc: its share of the row shrinks once idf is fitted.
-    the_col = f._vectorizers()[0].transform(["the"]).indices[0]
+    the_col = int(zlib.crc32(b"the") & (2**12 - 1))
     assert after[0, the_col] < before[0, the_col]
 
 
