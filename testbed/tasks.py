@@ -1,7 +1,10 @@
 """Procedural task family for the testbed models: labelled multi-term sums.
 
 A problem lists ``k = difficulty + 1`` labelled single-digit terms, e.g.
-``sum a=3 b=8 c=5``; the answer is their sum. Without a worked solution the
+``sum a3 b8 c5``; the answer is their sum. Each label+digit pair (``b8``) is one
+token of the testbed tokenizer, so finding a term is a single content lookup
+for attention (a tiny model trained for minutes cannot learn multi-hop
+induction-style copying reliably). Without a worked solution the
 model has to add many digits in one shot (hard for a tiny transformer past two
 or three terms); with one, every line is a single small addition, so accuracy
 depends on how long the model may think.
@@ -9,9 +12,9 @@ depends on how long the model may think.
 Worked solutions (the text inside ``<think>...</think>``) come in three styles
 of different length, one line per term:
 
-* ``concise``: ``c16`` (label, running total),
-* ``step``: ``c=5 11+5=16`` (look the term up, add it),
-* ``careful``: ``c=5 11+5: 1+5=6 carry 0 so 16`` (digit-level carry).
+* ``concise``: ``c:16`` (label, running total),
+* ``step``: ``c5 11+5=16`` (look the term up, add it),
+* ``careful``: ``c5 11+5: 1+5=6 carry 0 so 16`` (digit-level carry).
 
 Everything is deterministic given a seed; the train/validation/test split of a
 problem is a pure function of its text (a hash), so splits are disjoint by
@@ -47,7 +50,9 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 THINK_START = "<think>"
 THINK_END = "</think>"
 EOS = "<|im_end|>"
-_LABELS = "abcdefghijklmnopqrstuvwxyz"
+#: One label per term position (13 = the most terms, at difficulty 12).
+LABELS = "abcdefghijklm"
+_LABELS = LABELS
 # Percent of the hash space per split: test 10%, validation 10%, train 80%.
 _SPLIT_EDGES = {"test": (0, 10), "val": (10, 20), "train": (20, 100)}
 
@@ -66,8 +71,8 @@ class Problem:
 
     @property
     def text(self) -> str:
-        """The user-facing question, e.g. ``"sum a=3 b=8 c=5"``."""
-        return "sum " + " ".join(f"{lab}={v}" for lab, v in zip(self.labels, self.terms, strict=True))
+        """The user-facing question, e.g. ``"sum a3 b8 c5"``."""
+        return "sum " + " ".join(f"{lab}{v}" for lab, v in zip(self.labels, self.terms, strict=True))
 
     @property
     def answer(self) -> int:
@@ -136,12 +141,12 @@ def _thinking_lines(problem: Problem, style: str) -> list[str]:
     for lab, v in zip(problem.labels, problem.terms, strict=True):
         new = total + v
         if style == "concise":
-            lines.append(f"{lab}{new}")
+            lines.append(f"{lab}:{new}")
         elif style == "step":
-            lines.append(f"{lab}={v} {total}+{v}={new}")
+            lines.append(f"{lab}{v} {total}+{v}={new}")
         elif style == "careful":
             ones = total % 10 + v
-            lines.append(f"{lab}={v} {total}+{v}: {total % 10}+{v}={ones} carry {ones // 10} so {new}")
+            lines.append(f"{lab}{v} {total}+{v}: {total % 10}+{v}={ones} carry {ones // 10} so {new}")
         else:
             raise ValueError(f"style: {style!r} not one of {STYLES}")
         total = new

@@ -1,7 +1,8 @@
 """The testbed's character-level tokenizer and chat template.
 
 Every character of the task language is one token (so digits are never merged,
-which keeps arithmetic learnable for tiny models); the chat markers and the
+which keeps arithmetic learnable for tiny models), spelled in the byte-level
+alphabet of Qwen2 tokenizers (space is ``Ġ``, newline ``Ċ``); the chat markers and the
 thinking markers are single added tokens, so vLLM's ``deepseek_r1`` / ``qwen3``
 reasoning parsers find ``<think>`` and ``</think>`` as one id each.
 
@@ -28,6 +29,9 @@ THINK_END = "</think>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, IM_START, IM_END, THINK_START, THINK_END)
 #: Role names are single tokens so prompts stay short.
 _WORD_TOKENS: tuple[str, ...] = ("system", "user", "assistant")
+#: Label+digit pairs of the task (``a1`` .. ``m9``) are single tokens: one attention
+#: lookup finds a term (see testbed.tasks).
+TERM_TOKENS: tuple[str, ...] = tuple(f"{lab}{d}" for lab in "abcdefghijklm" for d in range(1, 10))
 # Lower-case letters, digits, a few symbols, space and newline cover the task
 # language and the chat frame; anything else maps to <unk>.
 _CHARS: str = string.digits + string.ascii_lowercase + " \n=+-:?.,!()*/'" + string.ascii_uppercase
@@ -42,31 +46,52 @@ CHAT_TEMPLATE: str = (
 )
 
 
+# Byte-level spelling (GPT-2 / Qwen2 convention) of the two non-printable characters
+# we use; printable ASCII maps to itself.
+_BYTE_LEVEL = {" ": "\u0120", "\n": "\u010a"}
+# Qwen2's pre-tokenisation regex (transformers' Qwen2Tokenizer rebuilds exactly this
+# pipeline from the vocabulary when it loads a qwen2 model folder, and vLLM loads the
+# tokenizer through it); with no merges any split yields the same character tokens.
+_QWEN2_SPLIT = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+
 def build_tokenizer() -> Any:
     """Build the tokenizer as a ``transformers.PreTrainedTokenizerFast``.
 
     Ids: the added tokens of ``SPECIAL_TOKENS`` first (pad = 0), then the
-    single characters, then the role words. Decoding concatenates tokens
-    without separators, so ``decode(encode(s)) == s`` for text in the alphabet.
+    single characters, then the role words, then the term tokens. The pipeline is the one
+    transformers' ``Qwen2Tokenizer`` reconstructs for a ``qwen2`` model (NFC,
+    Qwen2 split regex, byte-level alphabet, BPE without merges), so the saved
+    folder tokenises identically whichever class loads it, and
+    ``decode(encode(s)) == s`` for text in the alphabet.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab: dict[str, int] = {}
     for tok in SPECIAL_TOKENS:
         vocab[tok] = len(vocab)
     for ch in _CHARS:
-        vocab[ch] = len(vocab)
+        vocab[_BYTE_LEVEL.get(ch, ch)] = len(vocab)
     for word in _WORD_TOKENS:
         vocab[word] = len(vocab)
-    # A BPE model without merges is a pure character splitter with an <unk> fallback.
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
-    core.decoder = decoders.Fuse()
+    for term in TERM_TOKENS:
+        vocab[term] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=None, fuse_unk=False, byte_fallback=False))
+    core.normalizer = normalizers.NFC()
+    core.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    core.decoder = decoders.ByteLevel()
     # <think>/</think> are not "special" in the skip-on-decode sense (as in Qwen3):
     # reasoning parsers and graders see them in the text.
     core.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (PAD, UNK, IM_START, IM_END)])
     core.add_tokens([AddedToken(t, special=False, normalized=False) for t in (THINK_START, THINK_END)])
-    core.add_tokens([AddedToken(w, special=False, normalized=False, single_word=False) for w in _WORD_TOKENS])
+    core.add_tokens([AddedToken(w, special=False, normalized=False) for w in (*_WORD_TOKENS, *TERM_TOKENS)])
     tok = PreTrainedTokenizerFast(
         tokenizer_object=core,
         eos_token=IM_END,

@@ -37,7 +37,7 @@ __all__ = ["SIZES", "MixConfig", "build_model", "make_example", "main", "train"]
 #: Model sizes: hidden size, layers, attention heads (head_dim = hidden / heads), MLP width.
 SIZES: dict[str, dict[str, int]] = {
     "small": {"hidden_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "intermediate_size": 384},
-    "large": {"hidden_size": 256, "num_hidden_layers": 4, "num_attention_heads": 4, "intermediate_size": 768},
+    "large": {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 6, "intermediate_size": 576},
 }
 MAX_POSITIONS = 1024
 

@@ -10,7 +10,7 @@ from testbed.tasks import Problem
 
 def test_problem_text_and_answer():
     p = Problem(2, (3, 8, 5))
-    assert p.text == "sum a=3 b=8 c=5"
+    assert p.text == "sum a3 b8 c5"
     assert p.answer == 16
     assert p.labels == "abc"
 
@@ -18,16 +18,16 @@ def test_problem_text_and_answer():
 @pytest.mark.parametrize(
     ("completion", "score"),
     [
-        ("a=3 0+3=3\n</think>\n16", 1.0),
+        ("a3 0+3=3\n</think>\n16", 1.0),
         ("\n16", 1.0),  # answer part only, as a reasoning parser returns it
-        ("c16\n</think>\n16<|im_end|>", 1.0),
+        ("c:16\n</think>\n16<|im_end|>", 1.0),
         ("</think>\n 16 apples", 1.0),
         ("</think>\n17", 0.0),
         ("</think>\n-16", 0.0),
         ("</think>\n", 0.0),
         ("", 0.0),
         ("</think>\nsixteen", 0.0),
-        ("a=3 16 </think>\nabc", 0.0),  # the 16 inside the thinking must not count
+        ("a3 16 </think>\nabc", 0.0),  # the 16 inside the thinking must not count
         ("</think>\n1" + "6" * 5000, 0.0),
         ("</think>\n16</think>\n15", 0.0),  # the last </think> decides
     ],
@@ -81,9 +81,9 @@ def test_thinking_grows_with_difficulty_and_style():
 
 def test_worked_solutions_are_correct():
     p = Problem(3, (9, 9, 5, 8))
-    assert tasks.render_thinking(p, "step") == "a=9 0+9=9\nb=9 9+9=18\nc=5 18+5=23\nd=8 23+8=31\n"
-    assert tasks.render_thinking(p, "concise") == "a9\nb18\nc23\nd31\n"
-    assert tasks.render_thinking(p, "careful").splitlines()[2] == "c=5 18+5: 8+5=13 carry 1 so 23"
+    assert tasks.render_thinking(p, "step") == "a9 0+9=9\nb9 9+9=18\nc5 18+5=23\nd8 23+8=31\n"
+    assert tasks.render_thinking(p, "concise") == "a:9\nb:18\nc:23\nd:31\n"
+    assert tasks.render_thinking(p, "careful").splitlines()[2] == "c5 18+5: 8+5=13 carry 1 so 23"
 
 
 def test_render_completion_cut_and_empty():
@@ -91,7 +91,7 @@ def test_render_completion_cut_and_empty():
     full = tasks.render_completion(p, "step")
     assert full.endswith("\n</think>\n16<|im_end|>")
     assert tasks.render_completion(p, "step", cut=0) == "</think>\n16<|im_end|>"
-    assert tasks.render_completion(p, "step", cut=5) == "a=3 0</think>\n16<|im_end|>"
+    assert tasks.render_completion(p, "step", cut=4) == "a3 0</think>\n16<|im_end|>"
     with pytest.raises(ValueError, match="cut"):
         tasks.render_completion(p, "step", cut=10_000)
     with pytest.raises(ValueError, match="style"):

@@ -31,12 +31,27 @@ def test_round_trip_is_exact_and_digits_are_single_tokens(tok):
     assert tok.decode(ids) == text
     assert tok.unk_token_id not in ids
     assert tok.convert_ids_to_tokens(tok("1234", add_special_tokens=False)["input_ids"]) == ["1", "2", "3", "4"]
+    # Each label+digit pair of a problem is one token; the digits after it are not merged.
+    assert tok.convert_ids_to_tokens(tok("sum a3 m9 12", add_special_tokens=False)["input_ids"]) == [
+        "s", "u", "m", "\u0120", "a3", "\u0120", "m9", "\u0120", "1", "2"]
 
 
 def test_generation_prompt_opens_thinking(tok):
     text = tok.apply_chat_template([{"role": "user", "content": "sum a=1 b=2"}], tokenize=False,
                                    add_generation_prompt=True)
     assert text == "<|im_start|>user\nsum a=1 b=2<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+
+def test_qwen2_tokenizer_class_agrees(tmp_path, tok):
+    """transformers (and so vLLM) load a qwen2 folder through Qwen2Tokenizer: ids must not change."""
+    save_tokenizer(tok, tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
+    from transformers import AutoTokenizer
+
+    auto = AutoTokenizer.from_pretrained(str(tmp_path))
+    text = "<|im_start|>user\nsum a3 b8<|im_end|>\n<|im_start|>assistant\n<think>\na3 0+3=3\nb8 3+8=11\n</think>\n11"
+    assert auto(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert auto.decode(auto(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def test_saved_config_carries_template(tmp_path, tok):

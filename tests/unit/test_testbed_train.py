@@ -17,7 +17,7 @@ def test_example_mix_contains_all_modes():
     p = tasks.Problem(6, (1, 2, 3, 4, 5, 6, 7))
     completions = [train.make_example(p, rng, mix)[1] for _ in range(400)]
     prompts = {train.make_example(p, rng, mix)[0] for _ in range(5)}
-    assert prompts == {"<|im_start|>user\nsum a=1 b=2 c=3 d=4 e=5 f=6 g=7<|im_end|>\n<|im_start|>assistant\n<think>\n"}
+    assert prompts == {"<|im_start|>user\nsum a1 b2 c3 d4 e5 f6 g7<|im_end|>\n<|im_start|>assistant\n<think>\n"}
     assert all(c.endswith("</think>\n28<|im_end|>") for c in completions)
     empty = sum(c.startswith("</think>") for c in completions)
     natural = sum(c.endswith("\n</think>\n28<|im_end|>") for c in completions)
@@ -35,13 +35,13 @@ def test_mix_validation():
 
 
 def test_build_model_shapes():
-    m = train.build_model("small", vocab_size=86, pad_id=0, eos_id=3, seed=0)
+    m = train.build_model("small", vocab_size=203, pad_id=0, eos_id=3, seed=0)
     cfg = m.config
     assert type(m).__name__ == "Qwen2ForCausalLM"
     assert cfg.hidden_size // cfg.num_attention_heads in (32, 64)
     assert cfg.tie_word_embeddings and cfg.max_position_embeddings >= 1024
     with pytest.raises(ValueError, match="size"):
-        train.build_model("huge", 86, 0, 3, 0)
+        train.build_model("huge", 203, 0, 3, 0)
 
 
 @pytest.mark.slow
