@@ -60,7 +60,7 @@ def test_budget_accuracy_relationship(served):
 
     def accuracy(budget):
         gens = sampler.generate([p.text for p in problems], budget)
-        return statistics.mean(tasks.grade(p, g.content) for p, g in zip(problems, gens)), gens
+        return statistics.mean(tasks.grade(p, g.content) for p, g in zip(problems, gens, strict=True)), gens
 
     full, gens = accuracy(None)
     median = statistics.median(g.thinking_tokens for g in gens)

@@ -48,7 +48,7 @@ def test_loads_in_transformers_and_generates(name):
     gen = HFGenerator(models.model_path(name))
     problems = [tasks.Problem(2, (3, 8, 5)), tasks.Problem(1, (4, 4))]
     free = gen.generate([p.text for p in problems], None, max_new_tokens=200)
-    for p, g in zip(problems, free):
+    for p, g in zip(problems, free, strict=True):
         assert g.reasoning.startswith("a")  # it thinks term by term
         assert g.reasoning.count("\n") == len(p.terms)
         assert tasks.grade(p, g.content) == 1.0, (p.text, g)
