@@ -86,10 +86,12 @@ def _add_endpoint(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sample-seed", type=int, help="request seed (makes sampled runs cacheable)")
     g.add_argument("--concurrency", type=int, default=8)
     g.add_argument("--timeout", type=float, default=600.0, help="per-request timeout in seconds")
-    g.add_argument("--extra-body", help="JSON object merged into every request body")
+    g.add_argument("--extra-body", help="JSON object merged into every request body "
+                   "(--dataset testbed adds skip_special_tokens=false)")
     g.add_argument("--price-in", type=float, help="$ per million prompt tokens (cost when not reported)")
     g.add_argument("--price-out", type=float, help="$ per million completion tokens")
-    g.add_argument("--tokenizer", help="tokenizer.json to count thinking tokens when usage lacks them")
+    g.add_argument("--tokenizer", help="tokenizer.json to count thinking tokens when usage lacks them "
+                   "(default for shipped testbed models: their own)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -124,14 +126,16 @@ def _items(args: argparse.Namespace) -> list[Any]:
 def _config(args: argparse.Namespace, model: str, budget: int | None, dataset: str | None) -> Any:
     from evals.runner import RunConfig
 
-    extra = {}
+    # The testbed models mark <think> as a special token: vLLM must keep it for the reasoning parser.
+    extra: dict[str, Any] = {"skip_special_tokens": False} if args.dataset == "testbed" else {}
     if args.extra_body:
         try:
-            extra = json.loads(args.extra_body)
+            user_extra = json.loads(args.extra_body)
         except json.JSONDecodeError as exc:
             raise _cli_error(f"--extra-body: invalid JSON: {exc}") from exc
-        if not isinstance(extra, dict):
+        if not isinstance(user_extra, dict):
             raise _cli_error("--extra-body: must be a JSON object")
+        extra.update(user_extra)
     try:
         return RunConfig(args.base_url, model, api_key=args.api_key, mode=args.mode, thinking_budget=budget,
                          max_tokens=args.max_tokens, temperature=args.temperature, seed=args.sample_seed,
@@ -141,12 +145,21 @@ def _config(args: argparse.Namespace, model: str, budget: int | None, dataset: s
         raise _cli_error(str(exc)) from exc
 
 
-def _counter(args: argparse.Namespace) -> Any:
-    if not args.tokenizer:
-        return None
+def _counter(args: argparse.Namespace, models: list[str]) -> Any:
+    """Token counter for thinking text: ``--tokenizer``, else a shipped testbed model's own tokenizer."""
+    path = args.tokenizer
+    if not path:
+        try:
+            from testbed.models import list_models, model_path
+        except ImportError:
+            return None
+        shipped = set(list_models())
+        if not models or not all(m in shipped for m in models):
+            return None
+        path = str(model_path(models[0]) / "tokenizer.json")  # the testbed models share one tokenizer
     from tokenizers import Tokenizer
 
-    tok = Tokenizer.from_file(args.tokenizer)
+    tok = Tokenizer.from_file(path)
     return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
 
 
@@ -158,7 +171,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args, args.model, args.budget, name)
     out = args.out or f"runs/{name}-{args.model.replace('/', '_')}.jsonl"
     cache = args.cache_dir or str(Path(out).parent / "cache")
-    s = run(items, cfg, cache_dir=cache, out_path=out, progress=not args.no_progress, count_tokens=_counter(args))
+    s = run(items, cfg, cache_dir=cache, out_path=out, progress=not args.no_progress,
+            count_tokens=_counter(args, [args.model]))
     print(f"items {s.n_items}  cached {s.n_cached}  requested {s.n_requested}  failed {s.n_failed}  "
           f"mean score {s.mean_score if s.mean_score is None else round(s.mean_score, 4)}  records -> {out}")
     for e in s.errors[:5]:
@@ -181,7 +195,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         cells = grid(_config(args, models[0] if models else "", None, name), models, budgets, guidance)
     except ValueError as exc:
         raise _cli_error(str(exc)) from exc
-    res = sweep(items, cells, args.out_dir, progress=not args.no_progress, count_tokens=_counter(args))
+    res = sweep(items, cells, args.out_dir, progress=not args.no_progress, count_tokens=_counter(args, models))
     print(f"{'option':40s} {'n':>5s} {'score':>7s} {'cached':>7s} {'failed':>7s}")
     for c in res.cells:
         score = "-" if c["mean_score"] is None else f"{c['mean_score']:.4f}"

@@ -48,6 +48,10 @@ def parse_response(raw: dict[str, Any], count_tokens: Callable[[str], int] | Non
     completion = _int(usage.get("completion_tokens"))
     details = usage.get("completion_tokens_details") or {}
     thinking = _int(details.get("reasoning_tokens"))
+    if thinking == 0 and reasoning:
+        # vLLM 0.32 reports reasoning_tokens = 0 for non-streamed replies that did think:
+        # a count contradicted by the text is no count.
+        thinking = None
     answer = None
     tg = raw.get("thinkgate") if isinstance(raw.get("thinkgate"), dict) else None
     cost = None

@@ -64,6 +64,8 @@ class FakeServer:
         }
         if body.get("omit_details"):
             del resp["usage"]["completion_tokens_details"]
+        if body.get("zero_details"):  # what vLLM 0.32 reports for non-streamed replies
+            resp["usage"]["completion_tokens_details"]["reasoning_tokens"] = 0
         if body.get("reasoning_key"):  # vLLM >= 0.11 names the field "reasoning"
             msg = resp["choices"][0]["message"]
             msg["reasoning"] = msg.pop("reasoning_content")
@@ -154,9 +156,10 @@ def test_gateway_mode_uses_thinkgate_usage_and_cost(server, tmp_path):
     assert rec.model == "routed-model" and rec.thinking_tokens == 3 and rec.cost_usd == pytest.approx(0.001)
 
 
-@pytest.mark.parametrize("key", ["reasoning_content", "reasoning"])
-def test_thinking_tokens_counted_from_reasoning_text_when_usage_lacks_them(server, key):
-    extra = {"omit_details": True, "reasoning_key": key == "reasoning"}
+@pytest.mark.parametrize("key, details", [("reasoning_content", "omit_details"), ("reasoning", "omit_details"),
+                                          ("reasoning", "zero_details")])
+def test_thinking_tokens_counted_from_reasoning_text_when_usage_lacks_them(server, key, details):
+    extra = {details: True, "reasoning_key": key == "reasoning"}
     cfg = RunConfig(server.url, "m", thinking_budget=3, extra_body=extra)
     rec = run(_items(1), cfg, progress=False, count_tokens=lambda text: len(text.split())).records[0]
     assert rec.thinking_tokens == 3  # "think think think" from message.<key>
