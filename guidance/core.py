@@ -30,6 +30,7 @@ __all__ = [
     "FEATURES",
     "LOG_W_FLOOR",
     "RemainingLengthModel",
+    "SparseTable",
     "gamma_cdf",
     "guidance_log_weights",
     "guide_logits",
@@ -117,6 +118,13 @@ class RemainingLengthModel:
         end = torch.tensor([end_id], dtype=ids.dtype, device=ids.device)
         return torch.unique(torch.cat([ids, end]))
 
+    def sparse_table(self, end_id: int) -> SparseTable:
+        """The constants :func:`sparse_log_weights` needs (build once per processor, not per step)."""
+        ids = self.guided_ids(end_id)
+        zero = torch.zeros(1, dtype=self.tok_mu.dtype, device=self.tok_mu.device)
+        return SparseTable(ids, torch.cat([zero, self.tok_mu[ids]])[None, :],
+                           torch.cat([zero, self.tok_conc[ids]])[None, :], (ids == end_id)[None, :])
+
     def to(self, device: torch.device | str) -> RemainingLengthModel:
         """The same model with its tensors on ``device``."""
         return RemainingLengthModel(*(t.to(device) for t in (self.w_mu, self.w_conc, self.tok_mu, self.tok_conc)))
@@ -168,26 +176,37 @@ def _logcdf(y: torch.Tensor, alpha: torch.Tensor, rate: torch.Tensor) -> torch.T
     return torch.log(gamma_cdf(y, alpha, rate).clamp(min=1e-30)).clamp(min=LOG_W_FLOOR)
 
 
+@dataclass(frozen=True)
+class SparseTable:
+    """Per-model constants of the sparse rule, built once by :meth:`RemainingLengthModel.sparse_table`.
+
+    ``ids`` [K]: tokens whose weight can differ from their row's common weight;
+    ``t_mu``/``t_conc`` [1, K+1]: their offsets after a leading 0 (the common,
+    offset-free token); ``is_end`` [1, K]: which of ``ids`` is the end marker.
+    """
+
+    ids: torch.Tensor
+    t_mu: torch.Tensor
+    t_conc: torch.Tensor
+    is_end: torch.Tensor
+
+
 def sparse_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budget_left: torch.Tensor,
-                       end_id: int, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       table: SparseTable) -> tuple[torch.Tensor, torch.Tensor]:
     """(``base`` [R, 1], ``logw_ids`` [R, K]): the same weights as :func:`guidance_log_weights`, compactly.
 
-    ``ids`` is ``model.guided_ids(end_id)``; every token outside it has log
-    weight ``base``. Costs ``R x (1 + K)`` CDFs instead of ``R x V``, in one
-    pass (column 0 is the offset-free token).
+    Every token outside ``table.ids`` has log weight ``base``. Costs
+    ``R x (1 + K)`` CDFs instead of ``R x V``, in one pass (column 0 is the
+    offset-free token).
     """
     y = torch.log1p(budget_left.float().clamp(min=0.0))[:, None]
-    zero = torch.zeros(1, dtype=model.tok_mu.dtype, device=model.tok_mu.device)
-    t_mu = torch.cat([zero, model.tok_mu[ids]])[None, :]
-    t_conc = torch.cat([zero, model.tok_conc[ids]])[None, :]
-    both = _logcdf(y, *model._params(feats, t_mu, t_conc))
-    logw = torch.where((ids == end_id)[None, :], 0.0, both[:, 1:])
-    return both[:, :1], logw
+    both = _logcdf(y, *model._params(feats, table.t_mu, table.t_conc))
+    return both[:, :1], both[:, 1:].masked_fill(table.is_end, 0.0)
 
 
 def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengthModel, feats: torch.Tensor,
                  budget_left: torch.Tensor, strength: torch.Tensor, end_id: int,
-                 ids: torch.Tensor | None = None) -> torch.Tensor:
+                 table: SparseTable | None = None) -> torch.Tensor:
     """Reweight ``logits[rows]`` by ``w ** strength`` in place and return ``logits``.
 
     ``rows`` [R] int64 indexes the guided rows (line starts inside thinking);
@@ -195,7 +214,7 @@ def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengt
     ``logits`` is ``[B, V]``; other rows are untouched. ``-inf`` logits (masked
     by earlier stages such as grammars) stay ``-inf``.
 
-    With ``ids`` (``model.guided_ids(end_id)``) only ``logits[rows][:, ids]``
+    With ``table`` (``model.sparse_table(end_id)``) only ``logits[rows][:, table.ids]``
     change: the common weight of all other tokens is subtracted instead of
     added everywhere, which leaves every softmax (and so top-k/top-p/min-p and
     sampling) exactly as the dense rule would, at ``O(R x K)`` cost.
@@ -203,11 +222,11 @@ def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengt
     if rows.numel() == 0:
         return logits
     s = strength.float()[:, None]
-    if ids is None:
+    if table is None:
         logits[rows] = logits[rows] + s * guidance_log_weights(model, feats, budget_left, end_id)
         return logits
-    base, logw = sparse_log_weights(model, feats, budget_left, end_id, ids)
-    r, c = rows[:, None], ids[None, :]
+    base, logw = sparse_log_weights(model, feats, budget_left, table)
+    r, c = rows[:, None], table.ids[None, :]
     logits[r, c] = logits[r, c] + s * (logw - base)
     return logits
 

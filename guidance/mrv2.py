@@ -47,7 +47,7 @@ class GuidanceMRV2:
         self.device = torch.device(req_states.device)
         self.model = model.to(self.device)
         self.newline = vocab.newline.to(self.device)
-        self.ids = self.model.guided_ids(max(vocab.end_id, 0))
+        self.table = self.model.sparse_table(max(vocab.end_id, 0))
         n = req_states.max_num_reqs
         dev = self.device
         # Per-slot arguments (host staging + device copies).
@@ -145,9 +145,9 @@ class GuidanceMRV2:
         feats = core.row_features(prior[:, 0], prior[:, 1], n, lines)
         # Only the guided ids move (the common weight cancels in the softmax, see core.guide_logits);
         # rows not guided this step get a zero delta, so no sync is needed to select rows.
-        base, logw = core.sparse_log_weights(self.model, feats, budget - n, ve, self.ids)
+        base, logw = core.sparse_log_weights(self.model, feats, budget - n, self.table)
         delta = torch.where(guided[:, None], self.strength[s][:, None] * (logw - base), 0.0)
-        logits[:, self.ids] += delta
+        logits[:, self.table.ids] += delta
         extend = live & (mode == _MODE_CODE["extend"]) & (n < budget)
         logits[:, ve] = torch.where(extend, float("-inf"), logits[:, ve])
         return logits

@@ -97,7 +97,7 @@ class GuidanceV1:
         self.model = model
         self.device = torch.device(device)
         self.newline = vocab.newline.tolist()
-        self.ids = model.guided_ids(vocab.end_id).to(self.device) if vocab.enabled else None
+        self.table = model.to(self.device).sparse_table(vocab.end_id) if vocab.enabled else None
         self.reqs: dict[int, ThinkingTracker] = {}
 
     @classmethod
@@ -159,7 +159,7 @@ class GuidanceV1:
             f = torch.tensor(nums, dtype=torch.float32, device=self.device)
             nf = len(core.FEATURES)
             core.guide_logits(logits, torch.tensor(guided, device=logits.device), self.model, f[:, :nf], f[:, nf],
-                              f[:, nf + 1], self.vocab.end_id, self.ids)
+                              f[:, nf + 1], self.vocab.end_id, self.table)
         if extend:
             core.suppress_end(logits, torch.tensor(extend, device=logits.device), self.vocab.end_id)
         return logits

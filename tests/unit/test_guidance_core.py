@@ -148,7 +148,7 @@ def test_sparse_rule_gives_the_same_distribution_as_dense():
     rows = torch.tensor([0, 2, 4])
     args = (m, x, torch.tensor([5, 60, 1]), torch.tensor([1.0, 2.5, 0.7]), END)
     dense = core.guide_logits(logits.clone(), rows, *args)
-    sparse = core.guide_logits(logits.clone(), rows, *args, ids=ids)
+    sparse = core.guide_logits(logits.clone(), rows, *args, table=m.sparse_table(END))
     assert torch.allclose(dense.softmax(-1), sparse.softmax(-1), atol=1e-6)
     assert not torch.allclose(dense.softmax(-1), logits.softmax(-1))
     changed = (sparse != logits).any(dim=0).nonzero().flatten().tolist()
