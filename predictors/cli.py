@@ -40,6 +40,15 @@ def register(subparsers: Any) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     common(e)
     e.set_defaults(func=_evaluate)
+
+    d = sub.add_parser("difficulty", help="cross-validated macro-F1 of a difficulty-label classifier vs. baselines")
+    d.add_argument("--data", required=True, help="JSON list or JSONL of labelled records")
+    d.add_argument("--text", default="question,evidence", help="comma-separated text fields (default: %(default)s)")
+    d.add_argument("--label", default="difficulty", help="label field (default: %(default)s)")
+    d.add_argument("--featurizer", default=_DEFAULT_FEATURIZER)
+    d.add_argument("--folds", type=int, default=5)
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_difficulty)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -160,4 +169,22 @@ def _evaluate(args: argparse.Namespace) -> int:
             sweep=rt["sweep"],
         )
         print(json.dumps(summary), file=out)
+    return 0
+
+
+def _difficulty(args: argparse.Namespace) -> int:
+    from predictors.difficulty import run_cli
+
+    if args.folds < 2:
+        raise _cli_error(f"--folds: must be >= 2, got {args.folds}")
+    fields = [f.strip() for f in args.text.split(",") if f.strip()]
+    if not fields:
+        raise _cli_error("--text: give at least one field name")
+    try:
+        run_cli(args.data, fields, args.label, args.featurizer, args.folds, args.json)
+    except FileNotFoundError as exc:
+        raise _cli_error(f"--data: {args.data}: no such file") from exc
+    except ValueError as exc:
+        msg = str(exc)
+        raise _cli_error(f"--featurizer: {msg}" if "featurizer" in msg else f"--data: {msg}") from exc
     return 0

@@ -51,9 +51,12 @@ class Calibrator:
     y: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __call__(self, z: np.ndarray) -> np.ndarray:
-        """Calibrated probabilities, clipped to [1e-4, 1 - 1e-4] so log-losses stay finite."""
+        """Calibrated probabilities, within [1e-4, 1 - 1e-4] so log-losses stay finite."""
         if self.kind == "isotonic":
-            p = np.interp(z, self.x, self.y)
+            # Isotonic maps are flat on stretches; the tiny strictly increasing term
+            # breaks those ties in the order of the raw score, so ranking (AUROC,
+            # routing argmax) keeps the model's resolution. It moves p by < 1e-4.
+            p = np.clip(np.interp(z, self.x, self.y), 1e-4, 1 - 1e-4) * (1 - 1e-4) + 1e-4 * _expit(z)
         elif self.kind == "platt":
             p = _expit(self.x[0] * z + self.y[0])
         elif self.kind == "sigmoid":
