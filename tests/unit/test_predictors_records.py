@@ -104,3 +104,12 @@ def test_records_to_table_averages_repeats():
     assert rows[0].costs == pytest.approx({"m@128": 0.2})
     assert rows[0].meta == {"dataset": "gsm8k"}
     assert messages_to_prompt([{"role": "user", "content": None}]) == ""
+
+
+def test_package_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, predictors, predictors.cli; print(any(m in sys.modules for m in ('numpy', 'sklearn', 'scipy')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
