@@ -54,6 +54,19 @@ def _cache_dir() -> Path:
 
 def trained_predictor(rows: list[Any], featurizer: str, tag: str) -> Any:
     """``predictors.train_predictor`` on ``rows``, cached by (data, featurizer) hash."""
+    return _dense_coef(_trained_predictor(rows, featurizer, tag))
+
+
+def _dense_coef(pred: Any) -> Any:
+    """Work around sparse x sparse logits in ``Predictor.logits`` (a sparse result numpy cannot cast)."""
+    for attr in ("coef", "cheapest_coef"):
+        c = getattr(pred, attr, None)
+        if hasattr(c, "toarray"):
+            setattr(pred, attr, c.toarray())
+    return pred
+
+
+def _trained_predictor(rows: list[Any], featurizer: str, tag: str) -> Any:
     from predictors import load_predictor, save_predictor
     from predictors.train import train_predictor, training_set_from_table
 
@@ -170,8 +183,12 @@ def pair_metrics(table: Any, ests: list[list[Any]], prices: dict[str, tuple[floa
 
 def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[str, tuple[float, float]],
                      full_pred: Any, featurizer: str, kappa: float, seeds: int, alpha: float,
-                     prior_weight: float) -> dict[str, Any]:
-    """LinUCB with/without the half-A prior learning on half B (see the module docstring)."""
+                     prior_weight: float, context: str = "both", validate: bool = False) -> dict[str, Any]:
+    """LinUCB with/without the half-A prior learning on half B (see the module docstring).
+
+    ``validate`` scores on half-B train rows the stream never uses instead of
+    the test rows (for choosing ``alpha``/``prior_weight``/``context``).
+    """
     from evals.replay_table import table_from_rows
     from router.linucb import LinUCBPolicy
     from router.strategies import UtilityPolicy
@@ -180,13 +197,15 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     a_train = [r for r in train_rows if surface_group(r.prompt) in half_a]
     b_train = [r for r in train_rows if surface_group(r.prompt) in half_b]
     b_test = [r for r in test_rows if surface_group(r.prompt) in half_b]
+    if validate:  # hold out every third half-B train row; the stream draws from the rest
+        b_test, b_train = b_train[::3], [r for i, r in enumerate(b_train) if i % 3]
     pred_a = trained_predictor(a_train, featurizer, "half-a")
     totals = {m: pi + po for m, (pi, po) in prices.items()}
     t_test, t_stream = table_from_rows(b_test, totals), table_from_rows(b_train, totals)
     snap = snapshot_from_prices(prices)
     opts = t_test.options
     test_full = views_for(t_test.prompts, full_pred.predict_batch(t_test.prompts, opts))
-    test_a = views_for(t_test.prompts, pred_a.predict_batch(t_test.prompts, opts))
+    test_a = _with_features(views_for(t_test.prompts, pred_a.predict_batch(t_test.prompts, opts)), pred_a, context)
     lam = kappa * lam_unit(test_a, snap)
     offline = run_policy(UtilityPolicy(default_lambda=lam), test_full, snap, opts, t_test.scores, t_test.costs)
     prior_only = run_policy(UtilityPolicy(default_lambda=lam), test_a, snap, opts, t_test.scores, t_test.costs)
@@ -197,10 +216,10 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(t_stream.prompts))[:n_events]
         sub = t_stream.subset(order)
-        stream = views_for(sub.prompts, pred_a.predict_batch(sub.prompts, opts))
+        stream = _with_features(views_for(sub.prompts, pred_a.predict_batch(sub.prompts, opts)), pred_a, context)
         for variant in curves:
             pol = LinUCBPolicy(default_lambda=lam, alpha=alpha, prior_weight=prior_weight,
-                               use_prior=variant == "prior")
+                               use_prior=variant == "prior", context=context)
             sc, co, done = [], [], 0
             for cp in (c for c in CHECKPOINTS if c <= n_events):
                 if cp > done:
@@ -220,7 +239,7 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     return {
         "groups": {"prior_half": list(half_a), "online_half": list(half_b)},
         "sizes": {"prior_train": len(a_train), "stream_pool": len(b_train), "online_test": len(b_test)},
-        "kappa": kappa, "lambda": lam, "alpha": alpha, "prior_weight": prior_weight, "seeds": seeds,
+        "context": context, "validate": validate, "kappa": kappa, "lambda": lam, "alpha": alpha, "prior_weight": prior_weight, "seeds": seeds,
         "offline_full": {"score": offline.mean_score, "cost": offline.mean_cost},
         "offline_half_a_predictor": {"score": prior_only.mean_score, "cost": prior_only.mean_cost},
         "best_single_on_half": {"model": opts[best_j], "score": float(t_test.scores[:, best_j].mean()),
@@ -234,6 +253,15 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     }
 
 
+def _with_features(views: list[Any], pred: Any, context: str) -> list[Any]:
+    """Attach the predictor's feature vector (what the gateway passes as ``req.features``) when used."""
+    import dataclasses
+
+    if context == "estimates":
+        return views
+    return [dataclasses.replace(v, features=pred.features(v.prompt_text)) for v in views]
+
+
 def lam_unit(views: list[Any], snap: Any) -> float:
     """1 / the strong model's mean expected $ cost over ``views``: lambda = kappa * unit prices one strong call at kappa."""
     from router.options import build_candidates
@@ -242,85 +270,47 @@ def lam_unit(views: list[Any], snap: Any) -> float:
     return 1.0 / float(np.mean(costs))
 
 
-# ------------------------------------------------------------------ plots and main
+# ------------------------------------------------------------------ main
 
 
-def plot(results: dict[str, Any], out: Path) -> list[str]:
-    """score_cost.png, pair_curves.png, shift.png under ``out``; returns the file names."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    strat = results["replay"]["strategies"]
-    bs = strat["best_single"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for fam, mk in (("utility", "o-"), ("tiers", "s-"), ("linucb", "^-")):
-        pts = sorted((r["cost"], r["score"]) for r in strat.values() if r["family"] == fam)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], mk, ms=4, label=fam)
-    fixed = [(r["cost"], r["score"], r["option"]) for r in strat.values() if r["family"] == "fixed"]
-    ax.scatter([f[0] for f in fixed], [f[1] for f in fixed], c="grey", marker="x", label="single models")
-    ax.scatter([strat["oracle"]["cost"]], [strat["oracle"]["score"]], c="k", marker="*", s=90, label="oracle")
-    ax.scatter([strat["random"]["cost"]], [strat["random"]["score"]], c="r", marker="D", label="random")
-    ax.axhline(bs["score"], ls=":", c="grey")
-    ax.axvline(0.4 * bs["cost"], ls="--", c="grey", lw=0.8)
-    ax.set_xlabel("mean cost per query (input + output $/M of the chosen model)")
-    ax.set_ylabel("mean score (dcrouter_test, n=500)")
-    ax.set_title("score vs cost; dotted: best single, dashed: 40% of its cost")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "score_cost.png", dpi=110)
-    plt.close(fig)
-
-    pair = results["pair"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, (x, y) in pair["curves"].items():
-        ax.plot(x, y, "-" if len(x) > 30 else "^-", label=f"{name} (APGR {pair['routers'][name]['apgr']:.2f})")
-    ax.plot([0, 1], [pair["weak_score"], pair["strong_score"]], "r--", label="random (APGR 0.50)")
-    ax.set_xlabel(f"share of calls to {STRONG}")
-    ax.set_ylabel("mean score")
-    ax.set_title(f"pair {STRONG} / {WEAK}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "pair_curves.png", dpi=110)
-    plt.close(fig)
-
-    sh = results["shift"]
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for v in ("prior", "no_prior"):
-        m, sd = np.array(sh["score"][v]), np.array(sh["score_sd"][v])
-        ax.plot(sh["checkpoints"], m, "o-", label=f"linucb {v.replace('_', ' ')}")
-        ax.fill_between(sh["checkpoints"], m - sd, m + sd, alpha=0.2)
-    off = sh["offline_full"]["score"]
-    ax.axhline(off, c="k", ls="-", lw=0.8, label="offline router, all groups")
-    ax.axhline(0.9 * off, c="k", ls=":", lw=0.8, label="90% of it")
-    ax.axhline(sh["best_single_on_half"]["score"], c="grey", ls="--", lw=0.8, label="best single model")
-    ax.set_xlabel("feedback events (online half, train rows)")
-    ax.set_ylabel("greedy score on the online half's test rows")
-    ax.set_title(f"task shift: prior from {'+'.join(sh['groups']['prior_half'])}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "shift.png", dpi=110)
-    plt.close(fig)
-    return ["score_cost.png", "pair_curves.png", "shift.png"]
-
-
-def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha: float,
-             prior_weight: float) -> dict[str, Any]:
-    """The whole evaluation as one JSON-ready dict."""
-    from evals.predict import predictor_fn
-    from evals.replay import run_replay
-    from evals.replay_table import table_from_rows
-    from evals.strategies import ReplayContext
+def _load(data: Path) -> tuple[list[Any], list[Any], dict[str, tuple[float, float]]]:
     from predictors.records import load_outcome_table
 
     base = data / "llmrouter"
     for f in ("dcrouter_train.json", "dcrouter_test.json", "default_llm.json"):
         if not (base / f).is_file():
             raise SystemExit(f"--data: {base / f} not found")
-    train_rows = load_outcome_table(base / "dcrouter_train.json")
-    test_rows = load_outcome_table(base / "dcrouter_test.json")
-    prices = _prices(base / "default_llm.json")
+    return (load_outcome_table(base / "dcrouter_train.json"), load_outcome_table(base / "dcrouter_test.json"),
+            _prices(base / "default_llm.json"))
+
+
+def tune(data: Path, featurizer: str, seeds: int, kappa: float) -> list[dict[str, Any]]:
+    """Shift-experiment grid over context x alpha x prior weight, scored on held-out half-B train rows."""
+    train_rows, test_rows, prices = _load(data)
+    pred = trained_predictor(train_rows, featurizer, "full")
+    out = []
+    for context in ("estimates", "both"):
+        for alpha in (0.05, 0.1, 0.3):
+            for pw in (1.0, 3.0, 10.0):
+                r = shift_experiment(train_rows, test_rows, prices, pred, featurizer, kappa, seeds, alpha, pw,
+                                     context, validate=True)
+                row = {"context": context, "alpha": alpha, "prior_weight": pw,
+                       "offline": r["offline_full"]["score"], **{f"{v}@500": r["score"][v][r["checkpoints"].index(500)]
+                                                                for v in ("prior", "no_prior")}}
+                print(json.dumps(row), flush=True)
+                out.append(row)
+    return out
+
+
+def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha: float,
+             prior_weight: float, context: str) -> dict[str, Any]:
+    """The whole evaluation as one JSON-ready dict."""
+    from evals.predict import predictor_fn
+    from evals.replay import run_replay
+    from evals.replay_table import table_from_rows
+    from evals.strategies import ReplayContext
+
+    train_rows, test_rows, prices = _load(data)
     table = table_from_rows(test_rows, {m: pi + po for m, (pi, po) in prices.items()})
     pred = trained_predictor(train_rows, featurizer, "full")
     ests = pred.predict_batch(table.prompts, table.options)
@@ -344,7 +334,7 @@ def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha:
                    for k in runs if k.startswith("tiers@")}
     t0 = time.time()
     shift = shift_experiment(train_rows, test_rows, prices, pred, featurizer, shift_kappa, seeds, alpha,
-                             prior_weight)
+                             prior_weight, context)
     return {"n_test": len(table.prompts), "featurizer": featurizer, "lambda_unit": unit,
             "replay": rep, "replay_seconds": replay_s, "targets": target,
             "tiers_escalation_share": tiers_share, "pair": pair_metrics(table, ests, prices, unit),
@@ -356,17 +346,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=default_data(), help="shared data folder (with llmrouter/)")
     ap.add_argument("--out", type=Path, default=Path("reports/router"), help="folder for results.json and plots")
     ap.add_argument("--featurizer", default="hashed+structural")
-    ap.add_argument("--seeds", type=int, default=3, help="stream orders averaged in the shift experiment")
+    ap.add_argument("--seeds", type=int, default=5, help="stream orders averaged in the shift experiment")
     ap.add_argument("--shift-kappa", type=float, default=0.2, help="cost price in the shift experiment")
-    ap.add_argument("--alpha", type=float, default=0.1, help="LinUCB exploration in the shift experiment")
-    ap.add_argument("--prior-weight", type=float, default=5.0, help="LinUCB prior strength l")
+    ap.add_argument("--alpha", type=float, default=0.05, help="LinUCB exploration in the shift experiment")
+    ap.add_argument("--prior-weight", type=float, default=10.0, help="LinUCB prior strength l")
+    ap.add_argument("--context", default="both", choices=("estimates", "both"), help="LinUCB context in the shift")
+    ap.add_argument("--tune", action="store_true",
+                    help="only the shift grid (context x alpha x prior weight) on held-out half-B train rows")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     a = ap.parse_args(argv)
     if a.seeds < 1:
         raise SystemExit("--seeds: must be >= 1")
-    res = evaluate(a.data, a.featurizer, a.seeds, a.shift_kappa, a.alpha, a.prior_weight)
+    if a.tune:
+        rows = tune(a.data, a.featurizer, a.seeds, a.shift_kappa)
+        if a.json:
+            print(json.dumps({"tune": rows}))
+        return 0
+    res = evaluate(a.data, a.featurizer, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context)
     a.out.mkdir(parents=True, exist_ok=True)
-    res["plots"] = plot(res, a.out)
+    from router.eval_plots import plot
+
+    res["plots"] = plot(res, a.out, STRONG, WEAK)
     (a.out / "results.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")
     strat = res["replay"]["strategies"]
     print(f"{'strategy':34s} {'score':>7s} {'cost':>7s}")

@@ -15,9 +15,12 @@ Context. ``context="estimates"`` (default) uses the predictor's P(correct) of
 every option, sorted by option name, plus a constant 1: then the prior is
 exact and needs no training -- theta0_a is the unit vector of arm a's own
 option, so theta0_a . x = the predictor's P(correct | a). ``"features"`` uses
-the request's feature vector (``req.features``, e.g. a sentence embedding) with
-priors passed in (``priors``, e.g. from :func:`fit_prior`); ``"both"``
-concatenates the two (prior on the estimate block, zero on the rest).
+the request's feature vector (``req.features``, e.g. a sentence embedding or
+the predictor's standardised structural counts; clipped to
+``[-feature_clip, feature_clip]`` and divided by it) with priors passed in
+(``priors``, e.g. from :func:`fit_prior`); ``"both"`` concatenates the two
+(prior on the estimate block, zero on the rest): the bandit can then learn
+how the offline estimates go wrong on a kind of query the predictor never saw.
 
 Statistics live in memory for ``decide`` and are shared through the ledger
 store's atomic vector add (``stats_add``/``stats_get``; SQLite for one
@@ -155,6 +158,7 @@ class LinUCBPolicy(BasePolicy):
         priors: Mapping[str, Sequence[float]] | None = None,
         use_prior: bool = True,
         namespace: str = "default",
+        feature_clip: float = 3.0,
         **kw: Any,
     ) -> None:
         super().__init__(**kw)
@@ -166,6 +170,9 @@ class LinUCBPolicy(BasePolicy):
             raise ValueError(f"default_lambda: must be a finite number >= 0, got {default_lambda}")
         if not prior_weight > 0:
             raise ValueError(f"prior_weight: must be > 0, got {prior_weight}")
+        if not feature_clip > 0:
+            raise ValueError(f"feature_clip: must be > 0, got {feature_clip}")
+        self.feature_clip = feature_clip
         self.alpha = alpha
         self.prior_weight = prior_weight
         self.default_lambda = default_lambda
@@ -191,7 +198,10 @@ class LinUCBPolicy(BasePolicy):
             if req.features is None:
                 raise ValueError("features: strategy linucb with context "
                                  f"{self.context!r} needs the request's feature vector")
-            parts.append(np.asarray(req.features, dtype=np.float64).ravel())
+            # Standardised features can have far outliers (a 350-sigma length); clipping to
+            # [-c, c] and scaling by 1/c keeps them on the scale of the probabilities.
+            f = np.asarray(req.features, dtype=np.float64).ravel()
+            parts.append(np.clip(f, -self.feature_clip, self.feature_clip) / self.feature_clip)
         return np.concatenate(parts), names
 
     def _priors(self, names: tuple[str, ...], dim: int) -> dict[str, np.ndarray]:

@@ -162,3 +162,26 @@ def test_run_policy_learns_from_bandit_feedback_on_a_table():
 ])
 def test_surface_groups(text, group):
     assert surface_group(text) == group
+
+
+def test_both_context_clips_features_and_keeps_the_prior_on_the_estimate_block():
+    import dataclasses
+
+    pol = LinUCBPolicy(alpha=0.0, context="both", feature_clip=2.0)
+    assert pol.needs_features
+    v = dataclasses.replace(view(0.2, 0.6), features=np.array([10.0, -1.0]))
+    x, _ = pol.context_vector(v)
+    assert x.tolist() == [0.6, 0.2, 1.0, 1.0, -0.5]
+    assert pol.decide(v, SNAP).model == "big"
+    assert pol.state is not None and pol.state.score("big", x)[0] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="needs the request's feature vector"):
+        pol.decide(view(0.2, 0.6), SNAP)
+
+
+def test_cost_at_score_interpolates_the_cost_sorted_curve():
+    from evals.router_eval import cost_at_score
+
+    pts = [(1.0, 0.6), (0.2, 0.4), (0.5, 0.5)]
+    assert cost_at_score(pts, 0.55) == pytest.approx(0.75)
+    assert cost_at_score(pts, 0.3) == pytest.approx(0.2)
+    assert cost_at_score(pts, 0.7) is None
