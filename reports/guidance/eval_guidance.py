@@ -115,6 +115,8 @@ def run(url: str, name: str, problems: list[Any], mode: str | None, budget: int 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", action="append", required=True, help="testbed model name (repeatable)")
+    ap.add_argument("--model-dir", type=Path, default=None,
+                    help="serve this folder instead of testbed/models/NAME (one --model only)")
     ap.add_argument("--limit", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fractions", default="0.25,0.5,0.75")
@@ -139,15 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     strengths = [float(x) for x in a.strengths.split(",")] if a.strengths else [a.strength]
     problems = tasks.sample_problems(a.limit, "test", a.seed)
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
+    if a.model_dir is not None and len(a.model) != 1:
+        ap.error("--model-dir: needs exactly one --model")
     for name in a.model:
-        end_id = AutoTokenizer.from_pretrained(str(model_path(name))).convert_tokens_to_ids("</think>")
+        folder = a.model_dir if a.model_dir is not None else model_path(name)
+        end_id = AutoTokenizer.from_pretrained(str(folder)).convert_tokens_to_ids("</think>")
         srv = None
         if a.base_url:
             url = a.base_url.rstrip("/")
         else:
             from guidance import server_args
 
-            srv = VllmServer(name, extra_args=["--enforce-eager", "--max-num-seqs", str(a.concurrency),
+            srv = VllmServer(name, model_dir=a.model_dir, extra_args=["--enforce-eager", "--max-num-seqs", str(a.concurrency),
                                                *server_args()]).start(timeout_s=900)
             url = srv.base_url
         try:
