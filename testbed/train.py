@@ -160,6 +160,7 @@ def train(
     max_minutes: float = 30.0,
     mix: MixConfig | None = None,
     bf16: bool = False,
+    init_from: Path | None = None,
     command: str = "",
 ) -> dict[str, Any]:
     """Train one model and save it (safetensors, config, generation config, tokenizer, recipe.json) to ``out``.
@@ -188,7 +189,17 @@ def train(
     random.seed(seed)
     rng = random.Random(seed)
     tok = build_tokenizer()
-    model = build_model(size, len(tok), tok.pad_token_id, tok.eos_token_id, seed)
+    previous: dict[str, Any] | None = None
+    if init_from is None:
+        model = build_model(size, len(tok), tok.pad_token_id, tok.eos_token_id, seed)
+    else:
+        # Second stage: continue from a saved model of the same size (its recipe is kept in ours).
+        from transformers import Qwen2ForCausalLM
+
+        previous = json.loads((init_from / "recipe.json").read_text())
+        if previous.get("size") != size:
+            raise ValueError(f"--init-from: {init_from} is size {previous.get('size')!r}, not {size!r}")
+        model = Qwen2ForCausalLM.from_pretrained(str(init_from), dtype=torch.float32)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -274,6 +285,7 @@ def train(
         "train_minutes": round(minutes, 2),
         "final_loss_ema": round(ema or float("nan"), 4),
         "torch": torch.__version__,
+        "init_from": previous,
         "log": log,
         # Progress of the lr schedule at every step: `--replay recipe.json` reruns it exactly.
         "progress_trace": trace,
@@ -303,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--bf16", action="store_true", help="bf16 autocast (faster for the large size on AMX CPUs)"
     )
+    ap.add_argument("--init-from", type=Path, help="continue from this model folder (a second training stage)")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="wall-time cap")
     args = ap.parse_args(argv)
     if args.threads < 1:
@@ -328,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         threads=args.threads,
         max_minutes=args.max_minutes,
-        bf16=args.bf16,
+        bf16=args.bf16, init_from=args.init_from,
         command=command,
     )
     print(json.dumps({k: v for k, v in recipe.items() if k != "log"}))
