@@ -37,7 +37,7 @@ import numpy as np
 from router.evaluation import GROUP_HALVES, run_policy, snapshot_from_prices, surface_group, views_for
 
 STRONG, WEAK = "llama-3.1-nemotron-51b-instruct", "qwen2.5-7b-instruct"
-KAPPAS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+KAPPAS = (0.0, 0.02, 0.05, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CHECKPOINTS = (0, 25, 50, 100, 200, 300, 400, 500, 750, 1000)
 
@@ -71,7 +71,9 @@ def _trained_predictor(rows: list[Any], featurizer: str, tag: str) -> Any:
     from predictors.train import train_predictor, training_set_from_table
 
     data = training_set_from_table(rows)
-    key = hashlib.sha256(f"{data.data_hash()}|{featurizer}".encode()).hexdigest()[:16]
+    # The predictors' source is part of the key: a pickled artifact from older code can load but misbehave.
+    src = b"".join(p.read_bytes() for p in sorted((Path(__file__).resolve().parents[1] / "predictors").glob("*.py")))
+    key = hashlib.sha256(f"{data.data_hash()}|{featurizer}|".encode() + src).hexdigest()[:16]
     path = _cache_dir() / f"{tag}-{key}.tgp"
     if path.is_file():
         try:
@@ -183,11 +185,14 @@ def pair_metrics(table: Any, ests: list[list[Any]], prices: dict[str, tuple[floa
 
 def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[str, tuple[float, float]],
                      full_pred: Any, featurizer: str, kappa: float, seeds: int, alpha: float,
-                     prior_weight: float, context: str = "both", validate: bool = False) -> dict[str, Any]:
+                     prior_weight: float, context: str = "both", validate: bool = False,
+                     alpha_no_prior: float | None = None) -> dict[str, Any]:
     """LinUCB with/without the half-A prior learning on half B (see the module docstring).
 
     ``validate`` scores on half-B train rows the stream never uses instead of
     the test rows (for choosing ``alpha``/``prior_weight``/``context``).
+    ``alpha_no_prior`` adds a third curve: LinUCB without prior at its own
+    exploration (plain LinUCB needs more exploration than a prior-led one).
     """
     from evals.replay_table import table_from_rows
     from router.linucb import LinUCBPolicy
@@ -211,15 +216,19 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     prior_only = run_policy(UtilityPolicy(default_lambda=lam), test_a, snap, opts, t_test.scores, t_test.costs)
     best_j = int(np.argmax(t_stream.scores.mean(axis=0)))  # best single model on the stream half, as known online
     n_events = min(max(CHECKPOINTS), len(t_stream.prompts))
-    curves: dict[str, list[list[float]]] = {"prior": [], "no_prior": []}
-    costs: dict[str, list[list[float]]] = {"prior": [], "no_prior": []}
+    variants = {"prior": (True, alpha), "no_prior": (False, alpha)}
+    if alpha_no_prior is not None:
+        variants["no_prior_own_alpha"] = (False, alpha_no_prior)
+    curves: dict[str, list[list[float]]] = {v: [] for v in variants}
+    costs: dict[str, list[list[float]]] = {v: [] for v in variants}
     for seed in range(seeds):
         order = np.random.default_rng(seed).permutation(len(t_stream.prompts))[:n_events]
         sub = t_stream.subset(order)
         stream = _with_features(views_for(sub.prompts, pred_a.predict_batch(sub.prompts, opts)), pred_a, context)
         for variant in curves:
-            pol = LinUCBPolicy(default_lambda=lam, alpha=alpha, prior_weight=prior_weight,
-                               use_prior=variant == "prior", context=context)
+            use_prior, a_v = variants[variant]
+            pol = LinUCBPolicy(default_lambda=lam, alpha=a_v, prior_weight=prior_weight,
+                               use_prior=use_prior, context=context)
             sc, co, done = [], [], 0
             for cp in (c for c in CHECKPOINTS if c <= n_events):
                 if cp > done:
@@ -239,7 +248,8 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     return {
         "groups": {"prior_half": list(half_a), "online_half": list(half_b)},
         "sizes": {"prior_train": len(a_train), "stream_pool": len(b_train), "online_test": len(b_test)},
-        "context": context, "validate": validate, "kappa": kappa, "lambda": lam, "alpha": alpha, "prior_weight": prior_weight, "seeds": seeds,
+        "context": context, "validate": validate, "kappa": kappa, "lambda": lam,
+        "alpha": {v: a for v, (_, a) in variants.items()}, "prior_weight": prior_weight, "seeds": seeds,
         "offline_full": {"score": offline.mean_score, "cost": offline.mean_cost},
         "offline_half_a_predictor": {"score": prior_only.mean_score, "cost": prior_only.mean_cost},
         "best_single_on_half": {"model": opts[best_j], "score": float(t_test.scores[:, best_j].mean()),
@@ -303,7 +313,7 @@ def tune(data: Path, featurizer: str, seeds: int, kappa: float) -> list[dict[str
 
 
 def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha: float,
-             prior_weight: float, context: str) -> dict[str, Any]:
+             prior_weight: float, context: str, alpha_no_prior: float) -> dict[str, Any]:
     """The whole evaluation as one JSON-ready dict."""
     from evals.predict import predictor_fn
     from evals.replay import run_replay
@@ -334,7 +344,7 @@ def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha:
                    for k in runs if k.startswith("tiers@")}
     t0 = time.time()
     shift = shift_experiment(train_rows, test_rows, prices, pred, featurizer, shift_kappa, seeds, alpha,
-                             prior_weight, context)
+                             prior_weight, context, alpha_no_prior=alpha_no_prior)
     return {"n_test": len(table.prompts), "featurizer": featurizer, "lambda_unit": unit,
             "replay": rep, "replay_seconds": replay_s, "targets": target,
             "tiers_escalation_share": tiers_share, "pair": pair_metrics(table, ests, prices, unit),
@@ -349,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=5, help="stream orders averaged in the shift experiment")
     ap.add_argument("--shift-kappa", type=float, default=0.2, help="cost price in the shift experiment")
     ap.add_argument("--alpha", type=float, default=0.05, help="LinUCB exploration in the shift experiment")
+    ap.add_argument("--alpha-no-prior", type=float, default=0.3,
+                    help="exploration of the extra no-prior curve in the shift (its best on --tune)")
     ap.add_argument("--prior-weight", type=float, default=10.0, help="LinUCB prior strength l")
     ap.add_argument("--context", default="both", choices=("estimates", "both"), help="LinUCB context in the shift")
     ap.add_argument("--tune", action="store_true",
@@ -362,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.json:
             print(json.dumps({"tune": rows}))
         return 0
-    res = evaluate(a.data, a.featurizer, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context)
+    res = evaluate(a.data, a.featurizer, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context, a.alpha_no_prior)
     a.out.mkdir(parents=True, exist_ok=True)
     from router.eval_plots import plot
 

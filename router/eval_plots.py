@@ -52,9 +52,9 @@ def plot(results: dict[str, Any], out: Path, strong: str, weak: str) -> list[str
 
     sh = results["shift"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    for v in ("prior", "no_prior"):
+    for v in sh["score"]:
         m, sd = np.array(sh["score"][v]), np.array(sh["score_sd"][v])
-        ax.plot(sh["checkpoints"], m, "o-", label=f"linucb {v.replace('_', ' ')}")
+        ax.plot(sh["checkpoints"], m, "o-", label=f"linucb {v.replace('_', ' ')} (alpha {sh['alpha'][v]:g})")
         ax.fill_between(sh["checkpoints"], m - sd, m + sd, alpha=0.2)
     off = sh["offline_full"]["score"]
     ax.axhline(off, c="k", ls="-", lw=0.8, label="offline router, all groups")
