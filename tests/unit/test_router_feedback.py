@@ -142,3 +142,16 @@ def test_decision_log_expires_and_bounds_entries():
     e, dup = log.claim("d5", 0.5)
     assert e is not None and not dup and log.claim("d5", 0.9)[1] is True and e.feedback == 0.5
 
+
+
+async def test_record_feeds_the_tiers_online_calibration(app_gw):
+    from router.strategies import TierCalibrator, TiersPolicy
+
+    _, gw, fb = app_gw
+    gw.policy = TiersPolicy(calibrator=TierCalibrator(0.5, min_samples=2))
+    for tenant in ("a", "a", "b"):
+        served(gw, fb, tenant=tenant)
+    assert gw.policy.calibrator.samples("a") == 2 and gw.policy.calibrator.samples("b") == 1
+    # Both models cost the same here, so they form one tier whose confidence is the best p (0.7).
+    assert gw.policy.calibrator.threshold("a") == (pytest.approx(0.7), "tenant")
+    assert fb.log.get("d0").context is None  # tiers has no bandit context to log
