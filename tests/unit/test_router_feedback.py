@@ -154,4 +154,4 @@ async def test_record_feeds_the_tiers_online_calibration(app_gw):
     assert gw.policy.calibrator.samples("a") == 2 and gw.policy.calibrator.samples("b") == 1
     # Both models cost the same here, so they form one tier whose confidence is the best p (0.7).
     assert gw.policy.calibrator.threshold("a") == (pytest.approx(0.7), "tenant")
-    assert fb.log.get("d0").context is None  # tiers has no bandit context to log
+    assert fb.log.get("d-0").context is None  # tiers has no bandit context to log
