@@ -51,8 +51,9 @@ def served(gw, fb, tenant: str = "anonymous") -> str:
     """Decide like the hot path and record the outcome; returns the decision id."""
     v = view(tenant)
     d = gw.policy.decide(v, SNAP)
-    out = Outcome(decision_id=f"d-{len(fb.log)}", decision=d, usage=Usage(12, 30, 20), actual_usd=0.001)
-    fb.record(out, v, SNAP)
+    out = Outcome(decision_id=f"d-{len(fb.log)}", decision=d)
+    fb.record(out, v, SNAP)  # logged before the upstream call, as the hot path does
+    out.usage, out.actual_usd = Usage(12, 30, 20), 0.001  # filled in later; read when feedback arrives
     return out.decision_id
 
 

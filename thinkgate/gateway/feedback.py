@@ -48,19 +48,25 @@ SYNC_INTERVAL_S = 30.0
 
 @dataclass
 class LoggedDecision:
-    """What feedback needs of one served request."""
+    """What feedback needs of one served request.
+
+    ``outcome`` is the request's live :class:`~thinkgate.gateway.pipeline.Outcome`:
+    logged right after admission (so a fast client's feedback never races the
+    log), its usage and cost are read when the feedback arrives.
+    """
 
     decision_id: str
     tenant: str
-    decision: Decision
+    outcome: Outcome
     prompt: str
     context: list[float] | None
     created: float
-    prompt_tokens: int | None = None
-    thinking_tokens: int | None = None
-    answer_tokens: int | None = None
-    cost_usd: float | None = None
     feedback: float | None = None
+
+    @property
+    def decision(self) -> Decision:
+        """The decision as served (admission may have capped or degraded the policy's)."""
+        return self.outcome.decision
 
 
 class DecisionLog:
@@ -145,10 +151,11 @@ class Feedback:
         return getattr(self.gw.admission, "ledger", None)
 
     def record(self, out: Outcome, view: RequestView, snapshot: RoutingSnapshot | None = None) -> None:
-        """Log a served request for feedback and let the policy observe it (tiers calibration).
+        """Log a request for feedback and let the policy observe it (tiers calibration).
 
-        Call once per request after settlement. Never raises: a failure here
-        must not fail a request that was already answered.
+        Call once per request, after admission and before the response goes
+        out (``out`` keeps filling in; usage is read when feedback arrives).
+        Never raises: bookkeeping must not fail a request.
         """
         try:
             policy = self.gw.policy
@@ -158,14 +165,9 @@ class Feedback:
                 context = [float(v) for v in ctx_fn(view)[0]]
             elif view.features is not None:
                 context = [float(v) for v in view.features]
-            u = out.usage
             self.log.put(LoggedDecision(
-                decision_id=out.decision_id, tenant=view.tenant_id, decision=out.decision,
+                decision_id=out.decision_id, tenant=view.tenant_id, outcome=out,
                 prompt=view.prompt_text, context=context, created=self.log.clock(),
-                prompt_tokens=None if u is None else u.prompt_tokens,
-                thinking_tokens=None if u is None else u.thinking_tokens,
-                answer_tokens=None if u is None else u.answer_tokens,
-                cost_usd=out.actual_usd,
             ))
             observe = getattr(policy, "observe", None)
             if observe is not None:
@@ -232,10 +234,12 @@ class Feedback:
         from predictors.records import validate_outcome_record
 
         d = entry.decision
+        u = entry.outcome.usage
         rec = validate_outcome_record({
             "prompt": entry.prompt, "model": d.model, "thinking_budget": d.thinking_budget, "score": score,
-            "thinking_tokens": entry.thinking_tokens, "answer_tokens": entry.answer_tokens,
-            "prompt_tokens": entry.prompt_tokens, "cost_usd": entry.cost_usd,
+            "thinking_tokens": None if u is None else u.thinking_tokens,
+            "answer_tokens": None if u is None else u.answer_tokens,
+            "prompt_tokens": None if u is None else u.prompt_tokens, "cost_usd": entry.outcome.actual_usd,
             "meta": {"decision_id": entry.decision_id, "tenant": entry.tenant, "strategy": d.strategy},
         })
         line = json.dumps(rec.to_dict(), ensure_ascii=False) + "\n"
