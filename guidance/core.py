@@ -32,6 +32,8 @@ __all__ = [
     "RemainingLengthModel",
     "SparseTable",
     "gamma_cdf",
+    "guide_logits_line",
+    "next_line_log_weight",
     "guidance_log_weights",
     "guide_logits",
     "row_features",
@@ -228,6 +230,39 @@ def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengt
     base, logw = sparse_log_weights(model, feats, budget_left, table)
     r, c = rows[:, None], table.ids[None, :]
     logits[r, c] = logits[r, c] + s * (logw - base)
+    return logits
+
+
+#: Assumed line length (tokens) before two lines have been seen.
+DEFAULT_LINE_TOKENS = 16.0
+#: Shape of the next-line Gamma on log(len + 1): sd ~ 15% of the log-mean (lines of one trace are alike).
+LINE_SHAPE = 40.0
+
+
+def next_line_log_weight(n: torch.Tensor, lines: torch.Tensor, budget_left: torch.Tensor) -> torch.Tensor:
+    """``log Pr(next line + </think> <= budget_left)`` per row, ``[R]`` (the ``line`` horizon).
+
+    The next line's length is Gamma on ``log(len + 1)`` with mean ``log1p`` of
+    the mean line length so far (``n / lines`` once two lines exist, else
+    :data:`DEFAULT_LINE_TOKENS`) and shape :data:`LINE_SHAPE`.
+    """
+    n, lines = n.float(), lines.float()
+    est = torch.where(lines >= 2, n / lines.clamp(min=1.0), torch.full_like(n, DEFAULT_LINE_TOKENS))
+    mu = torch.log1p(est)
+    alpha = torch.full_like(mu, LINE_SHAPE)
+    y = torch.log1p((budget_left.float() - 1.0).clamp(min=0.0))  # one token stays for </think>
+    return _logcdf(y, alpha, alpha / mu)
+
+
+def guide_logits_line(logits: torch.Tensor, rows: torch.Tensor, n: torch.Tensor, lines: torch.Tensor,
+                      budget_left: torch.Tensor, strength: torch.Tensor, end_id: int) -> torch.Tensor:
+    """The ``line`` horizon: every continuation gets weight ``w``, ``</think>`` weight 1; in place.
+
+    A weight shared by all continuations is the same as ``w ** -strength`` on
+    ``</think>`` alone (the softmax normalises), so only one column moves.
+    """
+    if rows.numel():
+        logits[rows, end_id] -= strength.float() * next_line_log_weight(n, lines, budget_left)
     return logits
 
 

@@ -55,10 +55,12 @@ class GuidanceMRV2:
         self.h_mode = np.zeros(n, dtype=np.int64)
         self.h_strength = np.zeros(n, dtype=np.float32)
         self.h_prior = np.ones((n, 2), dtype=np.float32)
+        self.h_horizon = np.zeros(n, dtype=np.int64)
         self.budget = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.mode = torch.zeros(n, dtype=torch.int64, device=dev)
         self.strength = torch.zeros(n, dtype=torch.float32, device=dev)
         self.prior = torch.ones((n, 2), dtype=torch.float32, device=dev)
+        self.horizon = torch.zeros(n, dtype=torch.int64, device=dev)
         # Per-slot progress (device only).
         self.start_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.done = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -82,6 +84,7 @@ class GuidanceMRV2:
             self.h_mode[req_idx] = _MODE_CODE[args.mode]
             self.h_strength[req_idx] = args.strength
             self.h_prior[req_idx] = (args.prior_alpha, args.prior_rate)
+            self.h_horizon[req_idx] = args.horizon
         self._pending.add(req_idx)
         return bool(self.h_budget[req_idx] >= 0)
 
@@ -100,6 +103,7 @@ class GuidanceMRV2:
         self.mode[idx] = torch.from_numpy(self.h_mode[slots]).to(self.device)
         self.strength[idx] = torch.from_numpy(self.h_strength[slots]).to(self.device)
         self.prior[idx] = torch.from_numpy(self.h_prior[slots]).to(self.device)
+        self.horizon[idx] = torch.from_numpy(self.h_horizon[slots]).to(self.device)
         prefill = self.req_states.prefill_len.np[slots].astype(np.int64)
         width = int(prefill.max()) if len(slots) else 0
         toks = self._tokens()[idx, :width].long()
@@ -140,7 +144,9 @@ class GuidanceMRV2:
         budget = self.budget[s]
         mode = self.mode[s]
         line_start = is_nl | (tok == vs)
-        guided = live & line_start & ((mode == _MODE_CODE["soft"]) | (mode == _MODE_CODE["soft+hard"]))
+        soft = live & line_start & ((mode == _MODE_CODE["soft"]) | (mode == _MODE_CODE["soft+hard"]))
+        by_line = self.horizon[s] == 1
+        guided = soft & ~by_line
         prior = self.prior[s]
         feats = core.row_features(prior[:, 0], prior[:, 1], n, lines)
         # Only the guided ids move (the common weight cancels in the softmax, see core.guide_logits);
@@ -148,6 +154,8 @@ class GuidanceMRV2:
         base, logw = core.sparse_log_weights(self.model, feats, budget - n, self.table)
         delta = torch.where(guided[:, None], self.strength[s][:, None] * (logw - base), 0.0)
         logits[:, self.table.ids] += delta
+        line_logw = core.next_line_log_weight(n, lines, budget - n)
+        logits[:, ve] -= torch.where(soft & by_line, self.strength[s] * line_logw, 0.0)
         extend = live & (mode == _MODE_CODE["extend"]) & (n < budget)
         logits[:, ve] = torch.where(extend, float("-inf"), logits[:, ve])
         return logits

@@ -11,12 +11,18 @@ key                   type    meaning
 ``think_strength``    float   exponent on the guidance weight, 0..50 (default 1.0; 1 = paper's rule)
 ``think_prior_alpha`` float   Gamma shape of the prior on log(L_total + 1), (0, 1e4]
 ``think_prior_rate``  float   Gamma rate of that prior, (0, 1e4]; both or neither
+``think_horizon``     int     0: remaining thinking (Budget Guidance, default); 1: the next line only
 ===================== ======= ==================================================================
 
 Without a prior the plugin uses :data:`DEFAULT_PRIOR` (a weak, wide prior).
 ``hard`` makes the plugin a no-op: the cap is vLLM's native
 ``thinking_token_budget``, sent next to the xargs by the gateway. ``extend``
 reads ``think_budget`` as the *minimum* thinking length (s1 budget forcing).
+
+``think_horizon=1`` asks, at each line start, whether the *next line* still
+fits (its length estimated from the lines so far) instead of whether the whole
+remaining thinking does: thinking then runs until the last line boundary
+before the budget rather than ending as soon as the full solution cannot fit.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ __all__ = [
     "KEY_BUDGET",
     "KEY_MODE",
     "KEY_PRIOR_ALPHA",
+    "KEY_HORIZON",
     "KEY_PRIOR_RATE",
     "KEY_STRENGTH",
     "MODES",
@@ -43,6 +50,8 @@ KEY_MODE = "think_mode"
 KEY_STRENGTH = "think_strength"
 KEY_PRIOR_ALPHA = "think_prior_alpha"
 KEY_PRIOR_RATE = "think_prior_rate"
+KEY_HORIZON = "think_horizon"
+HORIZONS: tuple[str, ...] = ("thinking", "line")
 #: Mode names by wire code (the code is the index).
 MODES: tuple[str, ...] = ("hard", "soft", "soft+hard", "extend")
 DEFAULT_STRENGTH = 1.0
@@ -61,6 +70,7 @@ class GuidanceArgs:
     strength: float
     prior_alpha: float
     prior_rate: float
+    horizon: int = 0
 
     @property
     def guides(self) -> bool:
@@ -121,7 +131,8 @@ def parse_extra_args(extra: dict[str, Any] | None) -> GuidanceArgs | None:
     the two prior parameters; vLLM turns it into HTTP 400.
     """
     if not extra or KEY_BUDGET not in extra:
-        other = [k for k in (KEY_MODE, KEY_STRENGTH, KEY_PRIOR_ALPHA, KEY_PRIOR_RATE) if k in (extra or {})]
+        other = [k for k in (KEY_MODE, KEY_STRENGTH, KEY_PRIOR_ALPHA, KEY_PRIOR_RATE, KEY_HORIZON)
+                 if k in (extra or {})]
         if other:
             raise ValueError(f"vllm_xargs.{other[0]}: given without vllm_xargs.{KEY_BUDGET}")
         return None
@@ -139,4 +150,7 @@ def parse_extra_args(extra: dict[str, Any] | None) -> GuidanceArgs | None:
         rate = _float(KEY_PRIOR_RATE, extra[KEY_PRIOR_RATE], 0.0, MAX_PRIOR_PARAM, True)
     else:
         alpha, rate = DEFAULT_PRIOR
-    return GuidanceArgs(budget, mode, strength, alpha, rate)
+    horizon = _int(KEY_HORIZON, extra.get(KEY_HORIZON, 0))
+    if not 0 <= horizon < len(HORIZONS):
+        raise ValueError(f"vllm_xargs.{KEY_HORIZON}: {horizon} not 0 (thinking) or 1 (line)")
+    return GuidanceArgs(budget, mode, strength, alpha, rate, horizon)

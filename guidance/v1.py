@@ -143,6 +143,8 @@ class GuidanceV1:
         # conversions dominate the cost on CPU.
         nums: list[list[float]] = []
         extend: list[int] = []
+        line_rows: list[int] = []
+        line_nums: list[list[float]] = []
         for row, t in self.reqs.items():
             t.advance(self.vocab)
             if not t.open or t.done or row >= logits.shape[0]:
@@ -151,6 +153,9 @@ class GuidanceV1:
             if a.mode == "extend":
                 if t.n < a.budget:
                     extend.append(row)
+            elif t.line_start and a.horizon == 1:
+                line_rows.append(row)
+                line_nums.append([t.n, t.lines, a.budget - t.n, a.strength])
             elif t.line_start:
                 guided.append(row)
                 nums.append([*core.row_features_list(a.prior_alpha, a.prior_rate, t.n, t.lines),
@@ -160,6 +165,10 @@ class GuidanceV1:
             nf = len(core.FEATURES)
             core.guide_logits(logits, torch.tensor(guided, device=logits.device), self.model, f[:, :nf], f[:, nf],
                               f[:, nf + 1], self.vocab.end_id, self.table)
+        if line_rows:
+            f = torch.tensor(line_nums, dtype=torch.float32, device=self.device)
+            core.guide_logits_line(logits, torch.tensor(line_rows, device=logits.device), f[:, 0], f[:, 1], f[:, 2],
+                                   f[:, 3], self.vocab.end_id)
         if extend:
             core.suppress_end(logits, torch.tensor(extend, device=logits.device), self.vocab.end_id)
         return logits

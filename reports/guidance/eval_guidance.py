@@ -38,17 +38,29 @@ sys.path.insert(0, str(ROOT))
 MODES = ("hard", "soft", "soft+hard")
 
 
+HORIZON = 0  # set from --horizon in main(); 1 = next-line horizon for the soft modes
+
+
 def body_for(question: str, mode: str | None, budget: int | None, prior: tuple[float, float],
-             strength: float, max_tokens: int) -> dict[str, Any]:
-    """The chat body for one request (``mode=None``: unlimited, no guidance)."""
+             strength: float, max_tokens: int, prefill: str = "") -> dict[str, Any]:
+    """The chat body for one request (``mode=None``: unlimited, no guidance).
+
+    ``prefill``: text the assistant's thinking starts with (after ``<think>\n``),
+    sent as a continued assistant message, identical for every mode.
+    """
     from guidance.xargs import uses_native_cap, vllm_xargs_for
 
-    body: dict[str, Any] = {"messages": [{"role": "user", "content": question}], "max_tokens": max_tokens,
-                            "temperature": 0.0, "return_token_ids": True, "skip_special_tokens": False}
+    messages = [{"role": "user", "content": question}]
+    body: dict[str, Any] = {"max_tokens": max_tokens, "temperature": 0.0, "return_token_ids": True,
+                            "skip_special_tokens": False}
+    if prefill:
+        messages.append({"role": "assistant", "content": "<think>\n" + prefill})
+        body.update(add_generation_prompt=False, continue_final_message=True)
+    body["messages"] = messages
     if mode is not None and budget is not None:
         if uses_native_cap(mode):
             body["thinking_token_budget"] = budget
-        xargs = vllm_xargs_for(mode, budget, prior, strength)
+        xargs = vllm_xargs_for(mode, budget, prior, strength, horizon=HORIZON)
         if xargs:
             body["vllm_xargs"] = xargs
     return body
@@ -90,7 +102,7 @@ def fit_priors(rows: list[dict[str, Any]], fallback: dict[int, tuple[float, floa
 
 def run(url: str, name: str, problems: list[Any], mode: str | None, budget: int | None,
         priors: dict[int, tuple[float, float]], strength: float, end_id: int, max_tokens: int,
-        concurrency: int) -> list[dict[str, Any]]:
+        concurrency: int, prefill: str = "", prefill_tokens: int = 0) -> list[dict[str, Any]]:
     """One graded pass; one row per problem."""
     import httpx
 
@@ -98,7 +110,7 @@ def run(url: str, name: str, problems: list[Any], mode: str | None, budget: int 
 
     with httpx.Client(timeout=900) as client:
         def one(p: Any) -> dict[str, Any]:
-            body = body_for(p.text, mode, budget, priors[p.difficulty], strength, max_tokens)
+            body = body_for(p.text, mode, budget, priors[p.difficulty], strength, max_tokens, prefill)
             body["model"] = name
             r = client.post(f"{url}/chat/completions", json=body)
             r.raise_for_status()
@@ -106,7 +118,7 @@ def run(url: str, name: str, problems: list[Any], mode: str | None, budget: int 
             ids = ch["token_ids"]
             text = (ch["message"].get("content") or "")
             return {"difficulty": p.difficulty, "correct": tasks.grade(p, text),
-                    "thinking": thinking_tokens(ids, end_id), "ended": end_id in ids}
+                    "thinking": prefill_tokens + thinking_tokens(ids, end_id), "ended": end_id in ids}
 
         with ThreadPoolExecutor(concurrency) as ex:
             return list(ex.map(one, problems))
@@ -123,12 +135,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--strength", type=float, default=1.0)
     ap.add_argument("--max-tokens", type=int, default=700)
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--prefill", default="",
+                    help="thinking prefix for every request (e.g. 'a': skip the model's no-thinking shortcut)")
+    ap.add_argument("--horizon", type=int, choices=(0, 1), default=0,
+                    help="0: Budget Guidance's remaining-thinking horizon; 1: next line only")
     ap.add_argument("--prior", choices=("model", "traces"), default="model")
     ap.add_argument("--val-limit", type=int, default=48, help="validation problems for --prior model")
     ap.add_argument("--strengths", default=None, help="comma-separated strengths (overrides --strength)")
     ap.add_argument("--base-url", default=None, help="use a running server (with the plugin) instead")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
+    global HORIZON
+    HORIZON = a.horizon
     from transformers import AutoTokenizer
 
     from testbed import tasks
@@ -145,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--model-dir: needs exactly one --model")
     for name in a.model:
         folder = a.model_dir if a.model_dir is not None else model_path(name)
-        end_id = AutoTokenizer.from_pretrained(str(folder)).convert_tokens_to_ids("</think>")
+        tok = AutoTokenizer.from_pretrained(str(folder))
+        end_id = tok.convert_tokens_to_ids("</think>")
+        npre = len(tok.encode(a.prefill, add_special_tokens=False))
         srv = None
         if a.base_url:
             url = a.base_url.rstrip("/")
@@ -160,28 +180,32 @@ def main(argv: list[str] | None = None) -> int:
             priors = trace_priors
             if a.prior == "model":
                 val = tasks.sample_problems(a.val_limit, "val", a.seed)
-                vrows = run(url, name, val, None, None, trace_priors, 1.0, end_id, a.max_tokens, a.concurrency)
+                vrows = run(url, name, val, None, None, trace_priors, 1.0, end_id, a.max_tokens, a.concurrency,
+                            a.prefill, npre)
                 priors = fit_priors(vrows, trace_priors)
-            unl = run(url, name, problems, None, None, priors, 1.0, end_id, a.max_tokens, a.concurrency)
+            unl = run(url, name, problems, None, None, priors, 1.0, end_id, a.max_tokens, a.concurrency,
+                      a.prefill, npre)
             median = statistics.median(r["thinking"] for r in unl)
             for strength in strengths:
                 res: dict[str, Any] = {"median_thinking": median, "n": len(problems), "strength": strength,
-                                       "prior": a.prior, "unlimited": summarize(unl, None), "cells": []}
+                                       "prior": a.prior, "prefill": a.prefill,
+                                       "unlimited": summarize(unl, None), "cells": []}
                 print(f"{name}: unlimited {res['unlimited']} median {median}", flush=True)
                 for f in fracs:
                     budget = max(1, round(f * median))
                     for mode in MODES:
                         if mode == "hard" and strength != strengths[0]:
-                            res["cells"].append(next(c for c in results[f"{name}@s{strengths[0]:g}"]["cells"]
+                            res["cells"].append(next(c for c in results[f"{name}@s{strengths[0]:g}h{a.horizon}"]["cells"]
                                                      if c["mode"] == "hard" and c["budget"] == budget))
                             continue  # hard ignores the strength: run it once
                         rows = run(url, name, problems, mode, budget, priors, strength, end_id, a.max_tokens,
-                                   a.concurrency)
+                                   a.concurrency, a.prefill, npre)
                         cell = {"fraction": f, "budget": budget, "mode": mode, **summarize(rows, budget)}
                         res["cells"].append(cell)
                         print(json.dumps(cell), flush=True)
                 res["wall_s"] = round(time.time() - t0, 1)
-                results[f"{name}@s{strength:g}"] = res
+                res["horizon"] = a.horizon
+                results[f"{name}@s{strength:g}h{a.horizon}"] = res
         finally:
             if srv is not None:
                 srv.stop()

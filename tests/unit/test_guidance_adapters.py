@@ -159,7 +159,7 @@ def run_both(requests: list[tuple[dict, list[int], list[int]]], seed: int = 0):
     """Decode the given (xargs, prompt, forced continuation) requests through both adapters step by step."""
     gen = torch.Generator().manual_seed(seed)
     a = v1()
-    rs = StubReqStates()
+    rs = StubReqStates(max_num_reqs=6)
     b = GuidanceMRV2(VOCAB, prior_only_model(V), rs)
     outs: list[list[int]] = [[] for _ in requests]
     adds = []
@@ -190,7 +190,8 @@ def test_mrv2_matches_v1_step_by_step():
             ({}, PROMPT, line * 3),
             ({"think_budget": 9, "think_mode": "extend"}, PROMPT, line * 2 + [END]),
             ({"think_budget": 20, "think_mode": 2, "think_prior_alpha": 50.0, "think_prior_rate": 20.0},
-             [A, B, EQ], [SP, START, A, XNL, B, NL, END])]
+             [A, B, EQ], [SP, START, A, XNL, B, NL, END]),
+            ({"think_budget": 16, "think_horizon": 1, "think_strength": 3.0}, PROMPT, line * 4 + [END])]
     changed = 0
     for t, raw, la, lb in run_both(reqs):
         assert torch.allclose(la, lb, atol=1e-5, equal_nan=True), t
@@ -221,3 +222,18 @@ def test_mrv2_slot_reuse_and_preemption_resume():
     b.add_request(1, sp(think_budget=2))
     b.apply_staged_writes()
     assert bool(b.done[1])
+
+
+def test_line_horizon_continues_while_the_next_line_fits():
+    g = v1()
+    out: list[int] = []
+    g.update_state(batch(added=[(0, sp(think_budget=30, think_horizon=1, think_strength=1.0), PROMPT, out)]))
+    gaps = []
+    line = [A, EQ, ONE, SP, B, NL]  # 6-token lines
+    for _ in range(4):
+        out += line
+        logits = torch.zeros(1, V)
+        g.apply(logits)
+        gaps.append(float(logits[0, END] - logits[0, A]))
+    # n = 7, 13, 19, 25 of 30: the next 6-token line fits the first three times, not the last.
+    assert max(gaps[:3]) < 0.5 and gaps[3] > 1 and gaps == sorted(gaps)

@@ -39,6 +39,7 @@ def test_defaults_and_codes():
     ({"think_budget": 10, "think_prior_alpha": 3.0, "think_prior_rate": 1e9}, "think_prior_rate"),
     ({"think_budget": 10, "think_prior_alpha": 3.0}, "think_prior_rate: required together"),
     ({"think_mode": 1}, "think_mode: given without vllm_xargs.think_budget"),
+    ({"think_budget": 10, "think_horizon": 2}, "think_horizon"),
 ])
 def test_bad_input_names_the_key(extra, match):
     with pytest.raises(ValueError, match=match):
@@ -55,6 +56,8 @@ def test_vllm_xargs_for_round_trips():
     assert vllm_xargs_for("hard", 300, None, 1.0) == {}
     assert vllm_xargs_for("soft", None, None, 1.0) == {}
     assert "think_prior_alpha" not in vllm_xargs_for("extend", 50, None, 1.0)
+    assert parse_extra_args(vllm_xargs_for("soft", 50, None, 1.0, horizon=1)).horizon == 1
+    assert "think_horizon" not in vllm_xargs_for("soft", 50, None, 1.0)
 
 
 def test_vllm_xargs_for_rejects_bad_values():
