@@ -44,7 +44,8 @@ class Gateway:
         )
         self.policy = make_policy(r.strategy, default_model=r.default_model,
                                   default_thinking_budget=r.default_thinking_budget,
-                                  default_max_tokens=r.default_max_tokens, guidance_mode=r.guidance_mode)
+                                  default_max_tokens=r.default_max_tokens, guidance_mode=r.guidance_mode,
+                                  **r.options)
         self.metrics = Metrics()
         if admission is None:
             from thinkgate.gateway.admission import LedgerAdmission
@@ -154,6 +155,9 @@ def create_app(settings: Settings | None = None, *, admission: Admission | None 
     from thinkgate.gateway.routes import install
 
     install(app, gw)
+    from thinkgate.gateway.feedback import install_feedback
+
+    install_feedback(app, gw)
     app.add_middleware(HotPath, gateway=gw)
     return app
 

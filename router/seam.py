@@ -207,8 +207,13 @@ def register_policy(name: str, factory: PolicyFactory) -> None:
 
 def make_policy(name: str, **kwargs: Any) -> DecisionPolicy:
     """Build the strategy ``name``; unknown names list the available ones."""
+    import router.strategies  # noqa: F401  (registers the learned strategies)
+
     try:
         factory = POLICIES[name]
     except KeyError:
         raise ValueError(f"unknown router strategy {name!r}, available: {', '.join(sorted(POLICIES))}") from None
-    return factory(**kwargs)
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"router.options: {exc}") from None

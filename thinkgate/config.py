@@ -73,6 +73,9 @@ class RouterConfig(BaseModel):
     default_thinking_budget: int | None = Field(None, ge=0)
     default_max_tokens: int | None = Field(None, gt=0)
     guidance_mode: GuidanceMode = "hard"
+    # Strategy parameters passed to its constructor, e.g. {alpha = 0.3} for
+    # linucb or {target_share = 0.3} for tiers.
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class Settings(BaseSettings):

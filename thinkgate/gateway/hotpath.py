@@ -166,6 +166,9 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
     decision = out.decision  # admission may have capped or degraded it
+    if (fb := getattr(gw, "feedback", None)) is not None:
+        # Logged before the upstream call so a fast client's feedback cannot beat it.
+        fb.record(out, view, snapshot)
     settled = False
     end_id = gw.pool.think_end_ids.get(decision.model)
     client_ids = bool(req.body.get("return_token_ids"))
