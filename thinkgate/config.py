@@ -73,6 +73,8 @@ class RouterConfig(BaseModel):
     default_thinking_budget: int | None = Field(None, ge=0)
     default_max_tokens: int | None = Field(None, gt=0)
     guidance_mode: GuidanceMode = "hard"
+    # Strength of the decode-time guidance for backends with the plugin (1 = the paper's rule).
+    guidance_strength: float = Field(1.0, ge=0, le=50)
     # Strategy parameters passed to its constructor, e.g. {alpha = 0.3} for
     # linucb or {target_share = 0.3} for tiers.
     options: dict[str, Any] = Field(default_factory=dict)

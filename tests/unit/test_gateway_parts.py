@@ -178,3 +178,25 @@ def test_relay_counts_thinking_from_token_ids_and_strips_them():
     partial = SSERelay(False, ThinkCounter(99))
     partial.feed(stream[: stream.index(b"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\"")])
     assert partial.partial_usage() == Usage(prompt_tokens=3, completion_tokens=3, thinking_tokens=3)
+
+
+def test_guided_decisions_carry_plugin_xargs_and_the_native_cap_only_with_hard():
+    from router.seam import Decision
+    from thinkgate.gateway.pipeline import upstream_body, with_guidance
+    from thinkgate.gateway.validate import parse_body
+
+    def body_for(mode: str, predicted: float | None = None) -> dict:
+        d = Decision(model="m", thinking_budget=64, max_tokens=256, mode=mode, strategy="fixed", reason="",
+                     predicted_thinking_tokens=predicted)
+        req = parse_body(orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "q"}],
+                                       "vllm_xargs": {"mine": 1}}), "chat", "auto")
+        return upstream_body(req, with_guidance(d, 2.0))
+
+    hard = body_for("hard")
+    assert hard["thinking_token_budget"] == 64 and hard["vllm_xargs"] == {"mine": 1}
+    both = body_for("soft+hard", predicted=120.0)
+    assert both["thinking_token_budget"] == 64
+    xa = both["vllm_xargs"]
+    assert xa["mine"] == 1 and any(k.startswith("think_") for k in xa) and 64 in xa.values()
+    soft = body_for("soft")
+    assert "thinking_token_budget" not in soft and any(k.startswith("think_") for k in soft["vllm_xargs"])

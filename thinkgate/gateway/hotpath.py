@@ -30,6 +30,7 @@ from thinkgate.gateway.pipeline import (
     request_view,
     thinkgate_object,
     upstream_body,
+    with_guidance,
 )
 from thinkgate.gateway.proxy import SSERelay, ThinkCounter, Usage, count_thinking, strip_token_ids
 from thinkgate.gateway.validate import Endpoint, ParsedRequest, parse_body
@@ -165,7 +166,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         raise E.NoBackend(str(exc)) from None
     out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
-    decision = out.decision  # admission may have capped or degraded it
+    decision = out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
     if (fb := getattr(gw, "feedback", None)) is not None:
         # Logged before the upstream call so a fast client's feedback cannot beat it.
         fb.record(out, view, snapshot)
