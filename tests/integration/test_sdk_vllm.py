@@ -72,3 +72,13 @@ def test_invalid_field_and_unknown_model_errors(gateway_stack, tenant_key):
     with pytest.raises(thinkgate.NotFound) as missing:
         client.chat(MSG, model="no-such-model")
     assert missing.value.param == "model"
+
+
+def test_feedback_is_accepted_once_and_unknown_ids_are_404(gateway_stack, tenant_key):
+    client = thinkgate.Client(base_url=gateway_stack["gw"], api_key=tenant_key(budget_usd=1.0, window="day"))
+    reply = client.chat(MSG, model="tiny", max_tokens=6)
+    first = client.feedback(reply.thinkgate, score=1.0)
+    again = client.feedback(reply.thinkgate.decision_id, score=1.0)
+    assert first.accepted and not first.duplicate and again.duplicate
+    with pytest.raises(thinkgate.NotFound):
+        client.feedback("no-such-decision", score=0.5)
