@@ -154,3 +154,17 @@ def test_sparse_rule_gives_the_same_distribution_as_dense():
     changed = (sparse != logits).any(dim=0).nonzero().flatten().tolist()
     assert set(changed) <= set(ids.tolist())
     assert sparse[4, 3] == float("-inf")
+
+
+def test_next_line_weight_uses_mean_line_length():
+    # 40 tokens over 4 lines -> ~10-token lines: 30 left fits easily, 6 left does not.
+    lw = core.next_line_log_weight(torch.tensor([40.0, 40.0, 40.0]), torch.tensor([4.0, 4.0, 4.0]),
+                                   torch.tensor([30, 12, 6]))
+    assert lw[0] > -0.01 and lw[2] < -3 and lw[0] >= lw[1] >= lw[2]
+    # Before two lines exist the default line length applies.
+    early = core.next_line_log_weight(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0]), torch.tensor([60, 8]))
+    assert early[0] > -0.01 and early[1] < -3
+    logits = torch.zeros(2, 6)
+    core.guide_logits_line(logits, torch.tensor([1]), torch.tensor([40.0]), torch.tensor([4.0]),
+                           torch.tensor([6]), torch.tensor([1.0]), END)
+    assert logits[1, END] > 3 and (logits[0] == 0).all() and (logits[1, [0, 1, 3, 4, 5]] == 0).all()
