@@ -32,15 +32,17 @@ def uses_native_cap(mode: str) -> bool:
 
 
 def vllm_xargs_for(mode: str, budget: int | None, prior: tuple[float, float] | None,
-                   strength: float, *, horizon: int = 0) -> dict[str, int | float]:
+                   strength: float, *, horizon: int = 1) -> dict[str, int | float]:
     """The plugin's ``vllm_xargs`` for one request; ``{}`` when there is nothing for it to do.
 
     ``mode``: one of ``hard``, ``soft``, ``soft+hard``, ``extend``; ``budget``:
     thinking tokens (None: unlimited, no xargs); ``prior``: (shape, rate) of a
     Gamma on ``log(L_total + 1)`` (e.g. :func:`gamma_prior_from_lognormal`) or
     None for the plugin's default; ``strength``: 0..50, 1 is the paper's rule;
-    ``horizon``: 0 weighs the whole remaining thinking (Budget Guidance), 1 only
-    whether the next line fits (see :mod:`guidance.params`).
+    ``horizon``: 1 (default here) asks only whether the next line fits, so
+    thinking ends at the last line boundary before the budget; 0 is Budget
+    Guidance's whole-remaining-thinking rule, which on the testbed ended
+    thinking at the first line for every budget (reports/guidance/README.md).
     ``hard`` returns ``{}``: the native cap alone does the work. The result is
     checked with the plugin's own validation, so a value the plugin would
     reject raises ``ValueError`` here, naming the argument.
@@ -55,7 +57,7 @@ def vllm_xargs_for(mode: str, budget: int | None, prior: tuple[float, float] | N
                                    KEY_STRENGTH: float(strength)}
     if prior is not None:
         out[KEY_PRIOR_ALPHA], out[KEY_PRIOR_RATE] = float(prior[0]), float(prior[1])
-    if horizon:
+    if mode != "extend":
         out[KEY_HORIZON] = horizon
     try:
         parse_extra_args(out)
