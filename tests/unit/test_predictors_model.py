@@ -163,3 +163,10 @@ def test_primal_path_and_soft_labels():
     assert pred.metadata["chosen_alpha"] == [0.3]
     p = np.array([[e.p_correct for e in row] for row in pred.predict_batch(train.prompts[:20])])
     assert np.isfinite(p).all() and (p > 0).all() and (p < 1).all()
+
+
+def test_costs_fall_back_to_the_model_price(trained):
+    pred, _, test = trained
+    r = evaluate_predictor(pred, test, {"small": 0.1, "large": 1.0})  # no per-budget entries
+    assert r["best_single_cost"] in (0.1, 1.0)
+    assert r["routing"]["sweep"] is not None
