@@ -259,6 +259,10 @@ class Predictor:
         best = self.cheapest_classes[int(np.argmax(z))]
         return (None if best == "<none>" else best), dict(zip(self.cheapest_classes, map(float, z), strict=True))
 
+    def warm_up(self) -> None:
+        """Build lazy state (MiniLM's ONNX session, exported on first use) now, e.g. in the gateway lifespan."""
+        self.predict("warm up")
+
     def option_budget(self, option: str) -> int | None:
         """Thinking budget encoded in an option name (``None`` = unlimited)."""
         return parse_option(option)[1]

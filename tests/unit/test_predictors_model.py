@@ -87,6 +87,7 @@ def test_metric_functions():
 
 def test_predict_api_shapes_options_and_budget_cap(trained):
     pred, _, _ = trained
+    pred.warm_up()
     est = pred.predict("Q: prove the lemma olympiad inequality ?")
     assert [e.option for e in est] == pred.options and all(isinstance(e, OptionEstimate) for e in est)
     assert all(0 < e.p_correct < 1 for e in est)
