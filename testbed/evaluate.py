@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from testbed import tasks
-from testbed.hf_backend import Generation
+from testbed.hf_backend import PROMPT_THINKING_TOKENS, Generation
 from testbed.models import STATS_FILE, model_path
 
 __all__ = ["DEFAULT_FRACTIONS", "VllmSampler", "aggregate", "evaluate_model", "main", "run_pass"]
@@ -73,7 +73,7 @@ class VllmSampler:
         return Generation(
             reasoning=reasoning, content=content, thinking_tokens=n_think,
             completion_tokens=int(data["usage"]["completion_tokens"]),
-            forced=budget is not None and n_think >= budget,
+            forced=budget is not None and n_think + PROMPT_THINKING_TOKENS >= budget,
         )
 
     def generate(self, questions: list[str], budget: int | None) -> list[Generation]:

@@ -1,10 +1,11 @@
 """Greedy generation with a thinking budget in plain transformers (no vLLM needed).
 
-Mirrors vLLM 0.32's ``thinking_token_budget`` as observed against a live CPU
-server with these models: with budget ``B`` the model may emit ``B`` thinking
-tokens after the prompt's ``<think>\\n``; if it has not closed the thinking
-itself by then, ``</think>`` is forced as the next token, and decoding goes on
-to the answer. ``B = 0`` forces ``</think>`` as the first token.
+Mirrors vLLM 0.32's ``thinking_token_budget`` as measured against a live CPU
+server with these models: vLLM counts every token after the last ``<think>``,
+prompt included, so the ``\\n`` that ends our generation prompt
+(``<think>\\n``) is the first counted token and the model may emit ``B - 1``
+thinking tokens before ``</think>`` is forced (``B = 0`` and ``B = 1`` force it
+first); decoding then goes on to the answer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Generation", "HFGenerator"]
+__all__ = ["PROMPT_THINKING_TOKENS", "Generation", "HFGenerator"]
+
+#: Thinking tokens vLLM counts in our generation prompt (the ``\\n`` after ``<think>``).
+PROMPT_THINKING_TOKENS = 1
 
 
 @dataclass(frozen=True)
@@ -76,7 +80,7 @@ class HFGenerator:
                     return scores
                 gen = input_ids[:, plen:]
                 closed = (gen == end_id).any(dim=1)
-                force = (~closed) & (gen.shape[1] >= budget)
+                force = (~closed) & (gen.shape[1] + PROMPT_THINKING_TOKENS >= budget)
                 if force.any():
                     scores[force] = float("-inf")
                     scores[force, end_id] = 0.0
@@ -96,7 +100,7 @@ class HFGenerator:
             if end_id in row:
                 k = row.index(end_id)
                 think, answer = row[:k], row[k + 1 :]
-                forced = budget is not None and k >= budget
+                forced = budget is not None and k + PROMPT_THINKING_TOKENS >= budget
             else:
                 think, answer, forced = row, [], False
             results.append(Generation(
