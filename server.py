@@ -68,6 +68,9 @@ class Gateway:
 
             # Loaded here, never at import; a missing/incompatible artifact fails start-up with its name.
             self.predictor = await asyncio.to_thread(load_predictor, self.settings.predictor_path)
+            warm = getattr(self.predictor, "warm_up", None)
+            if warm is not None:  # first-call costs (ONNX session, caches) paid before serving
+                await asyncio.to_thread(warm)
         elif self.needs_estimates:
             raise RuntimeError(f"router.strategy {self.policy.name!r} needs a predictor: set predictor_path")
         self.session = make_session(g.connect_timeout_s, g.read_timeout_s, g.max_connections)
