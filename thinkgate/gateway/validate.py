@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
+from predictors.records import messages_to_prompt
 from thinkgate.gateway.errors import InvalidRequest
 
 Endpoint = Literal["chat", "completions"]
@@ -114,14 +115,8 @@ def _prompt_text(endpoint: Endpoint, body: dict[str, Any]) -> str:
         if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
             return "\n".join(prompt)
         return ""
-    parts: list[str] = []
-    for msg in body["messages"]:
-        content = msg.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(c.get("text", "") for c in content if isinstance(c, dict) and c.get("type") == "text")
-    return "\n".join(parts)
+    # The same rendering the predictors were trained on (serving and training must agree).
+    return messages_to_prompt(body["messages"])
 
 
 def parse_body(raw: bytes, endpoint: Endpoint, default_model: str) -> ParsedRequest:
