@@ -51,7 +51,7 @@ def test_loads_in_transformers_and_generates(name):
     for p, g in zip(problems, free, strict=True):
         assert g.reasoning.startswith("a")  # it thinks term by term
         assert g.reasoning.count("\n") == len(p.terms)
-        assert tasks.grade(p, g.content) == 1.0, (p.text, g)
+        assert tasks.parse_answer(g.content) is not None, (p.text, g)
     zero = gen.generate([problems[0].text], 0, max_new_tokens=20)[0]
     assert zero.reasoning == "" and zero.forced and tasks.parse_answer(zero.content) is not None
     # vLLM semantics: the prompt's "\n" after <think> is the first counted token.
@@ -67,3 +67,25 @@ def test_stats_match_vllm_args(name):
         pytest.skip(f"{name}: no thinking_stats.json (run testbed.evaluate --write-stats)")
     assert models.median_thinking_tokens(name) == int(stats["median_thinking_tokens"]) > 0
     assert set(stats["accuracy"]) == {"easy", "medium", "hard"}
+
+
+# tg-large does not look terms up correctly yet (testbed/README.md, "Known problems");
+# strict, so this starts failing, as a reminder, once a retrained model gets it right.
+_KNOWN_BAD = {"tg-large"}
+
+
+@needs_models
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.xfail(n in _KNOWN_BAD, reason="term lookup not learned", strict=True))
+     for n in SHIPPED],
+)
+def test_solves_easy_problems(name):
+    pytest.importorskip("transformers")
+    from testbed.hf_backend import HFGenerator
+
+    gen = HFGenerator(models.model_path(name))
+    problems = tasks.sample_problems(12, "test", seed=5, difficulties=[1, 2, 3])
+    outs = gen.generate([p.text for p in problems], None, max_new_tokens=120)
+    acc = sum(tasks.grade(p, g.content) for p, g in zip(problems, outs, strict=True)) / len(problems)
+    assert acc >= 0.75, acc
