@@ -1,6 +1,8 @@
 """Plot accuracy and thinking tokens against the budget, per mode, from eval_guidance.py's JSON.
 
-    python reports/guidance/plot.py reports/guidance/results.json reports/guidance/accuracy_vs_budget.png
+    python reports/guidance/plot.py reports/guidance/results.json reports/guidance/accuracy_vs_budget.png [PREFIX,...]
+
+Optional third argument: plot only the runs whose key starts with one of the comma-separated prefixes.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ STYLE = {"hard": ("tab:red", "s"), "soft": ("tab:blue", "o"), "soft+hard": ("tab
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: plot.py RESULTS.json OUT.png", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: plot.py RESULTS.json OUT.png [PREFIX,...]", file=sys.stderr)
         return 2
     import matplotlib
 
@@ -23,6 +25,12 @@ def main(argv: list[str]) -> int:
     import matplotlib.pyplot as plt
 
     results = json.loads(Path(argv[0]).read_text())
+    if len(argv) == 3:
+        prefixes = tuple(argv[2].split(","))
+        results = {k: v for k, v in results.items() if k.startswith(prefixes)}
+        if not results:
+            print(f"no run key starts with {argv[2]!r}", file=sys.stderr)
+            return 2
     fig, axes = plt.subplots(2, len(results), figsize=(5 * len(results), 7), squeeze=False)
     for col, (key, res) in enumerate(results.items()):
         acc_ax, tok_ax = axes[0][col], axes[1][col]
