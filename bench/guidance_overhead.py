@@ -103,12 +103,46 @@ def run_batch(client, url: str, batch: int, tokens: int, end_id: int, xargs: dic
     return done / (time.perf_counter() - t0), done
 
 
+def micro(model_dir: Path, steps: int = 2000) -> dict[str, float]:
+    """In-process CPU microseconds per ``GuidanceV1.apply`` step, 16 tracked rows, 1 torch thread."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from guidance.v1 import GuidanceV1
+    from guidance.vocab import load_model, vocab_from_texts
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    texts = [tok.decode([i]) for i in range(len(tok))]
+    vocab = vocab_from_texts(texts, tok.convert_tokens_to_ids("<think>"), tok.convert_tokens_to_ids("</think>"))
+    g = GuidanceV1(vocab, load_model(vocab, "cpu"), "cpu")
+    nl, a = tok.encode("\n", add_special_tokens=False)[0], tok.encode("a", add_special_tokens=False)[0]
+    outs: list[list[int]] = [[] for _ in range(16)]
+    xargs = {"think_budget": 100000, "think_mode": 1}
+    g.update_state(SimpleNamespace(removed=[], moved=[], added=[
+        (i, SimpleNamespace(extra_args=xargs), [a, vocab.start_id, nl], outs[i]) for i in range(16)]))
+    logits = torch.randn(16, len(texts))
+    res = {}
+    with torch.inference_mode():
+        for token, name in ((a, "us_cpu_per_step_midline"), (nl, "us_cpu_per_step_all_line_starts")):
+            c0 = time.process_time()
+            for _ in range(steps):
+                for o in outs:
+                    o.append(token)
+                g.apply(logits)
+            res[name] = round((time.process_time() - c0) / steps * 1e6, 1)
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model-dir", type=Path, default=None, help="model folder (default: tiny random model)")
     ap.add_argument("--tokens", type=int, default=128, help="output tokens per request")
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions per batch size")
     ap.add_argument("--baseline", choices=("noxargs", "unloaded"), default="noxargs")
+    ap.add_argument("--micro", action="store_true", help="only the in-process apply() cost (no server)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
     if a.tokens < 8 or a.reps < 1:
@@ -122,6 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         from tests.integration.tiny_model import build_tiny_model
 
         model_dir = build_tiny_model(ROOT / ".thinkgate" / "test-models" / "tiny")
+    if a.micro:
+        res = micro(model_dir)
+        for k, v in res.items():
+            print(f"{k:>34} {v:8.1f}")
+        if a.json:
+            print(json.dumps({"model": str(model_dir), **res}))
+        return 0
     end_id = AutoTokenizer.from_pretrained(str(model_dir)).convert_tokens_to_ids("</think>")
     logdir = Path(tempfile.mkdtemp(prefix="guidance-bench-"))
     on_xargs = {"think_budget": 100 * a.tokens, "think_mode": 1, "think_strength": 1.0}
