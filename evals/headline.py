@@ -203,8 +203,10 @@ def compare(train_table: Path | None, test_table: Path, predictor: Path | None =
     lo, hi = float(pcost.min(axis=1).sum()), float(pcost.max(axis=1).sum())
     frontier = []
     for cap in np.linspace(lo, hi, n_capacities):
-        t, a = point(knapsack_choice(values, pcost, float(cap)))
-        frontier.append({"capacity": float(cap), "thinking_total": t, "accuracy": a})
+        ch = knapsack_choice(values, pcost, float(cap))
+        t, a = point(ch)
+        frontier.append({"capacity": float(cap), "thinking_total": t, "accuracy": a,
+                         "predicted_accuracy": float(values[rows, ch].mean())})
     oracle_vals = table.scores - 1e-7 * think / max(float(think.max()), 1.0)  # cheapest among equal scores
     per_query = np.array([np.lexsort((think[i], -table.scores[i]))[0] for i in range(n)])
     o_t, o_a = point(per_query)
@@ -215,18 +217,29 @@ def compare(train_table: Path | None, test_table: Path, predictor: Path | None =
         under = [f["accuracy"] for f in frontier if f["thinking_total"] <= t_b]
         reach = [f["thinking_total"] for f in frontier if f["accuracy"] >= a_b]
         orc_t, orc_a = point(knapsack_choice(oracle_vals, think, t_b, exact=True))
+        # Label-free operating point: the cheapest capacity whose *predicted* accuracy reaches the
+        # uniform option's predicted accuracy (no test outcome is used to pick it).
+        j = table.options.index(u["option"])
+        target = float(values[:, j].mean())
+        fits = [f for f in frontier if f["predicted_accuracy"] >= target - 1e-12]
+        pm = min(fits, key=lambda f: f["capacity"]) if fits else None
         comparisons.append({
             **u, "knapsack_at_T": {"thinking_total": k_t, "accuracy": k_a},
             "knapsack_best_within_T": max(under) if under else None,
             "knapsack_tokens_to_match": min(reach) if reach else None,
             "token_saving": (1 - min(reach) / t_b) if reach and t_b > 0 else None,
             "oracle_knapsack_at_T": {"thinking_total": orc_t, "accuracy": orc_a},
+            "knapsack_predicted_match": None if pm is None else {
+                "capacity": pm["capacity"], "thinking_total": pm["thinking_total"], "accuracy": pm["accuracy"],
+                "token_saving": (1 - pm["thinking_total"] / t_b) if t_b > 0 else None},
         })
     best = max(uniform, key=lambda u: (round(u["accuracy"], 12), -u["thinking_total"]))
     head = next(c for c in comparisons if c["option"] == best["option"])
     gain = None if head["knapsack_best_within_T"] is None else head["knapsack_best_within_T"] - best["accuracy"]
     saving = head["token_saving"]
+    pmh = head["knapsack_predicted_match"]
     return {
+        "headline_predicted_match": pmh,
         "n": n, "options": list(table.options), "test_table": str(test_table),
         "train_table": None if train_table is None else str(train_table),
         "predictor": str(predictor) if predictor else f"trained on the fly ({featurizer}, seed {seed})",
@@ -276,13 +289,15 @@ def plot(result: dict[str, Any], path: Path) -> None:
 def _print(result: dict[str, Any]) -> None:
     print(f"{result['n']} test problems; best uniform option: {result['best_uniform']}")
     print(f"{'uniform option':18s} {'T_b':>8s} {'A_b':>6s} {'KS@T acc':>9s} {'KS@T tok':>9s} "
-          f"{'KS<=T acc':>9s} {'tok save':>8s} {'oracle@T':>8s}")
+          f"{'KS<=T acc':>9s} {'tok save':>8s} {'oracle@T':>8s} KS pred-match acc@tok")
     for c in result["comparisons"]:
         best_in = "-" if c["knapsack_best_within_T"] is None else f"{c['knapsack_best_within_T']:.4f}"
         save = "-" if c["token_saving"] is None else f"{c['token_saving']:.1%}"
+        m = c["knapsack_predicted_match"]
+        pm = "-" if m is None else f"{m['accuracy']:.4f}@{m['thinking_total']:.0f}"
         print(f"{c['option']:18s} {c['thinking_total']:8.0f} {c['accuracy']:6.4f} "
               f"{c['knapsack_at_T']['accuracy']:9.4f} {c['knapsack_at_T']['thinking_total']:9.0f} "
-              f"{best_in:>9s} {save:>8s} {c['oracle_knapsack_at_T']['accuracy']:8.4f}")
+              f"{best_in:>9s} {save:>8s} {c['oracle_knapsack_at_T']['accuracy']:8.4f} {pm}")
     o = result["oracle_per_query"]
     print(f"oracle per query: accuracy {o['accuracy']:.4f} at {o['thinking_total']:.0f} thinking tokens")
     print(f"headline: gain {result['headline_accuracy_gain']}, token saving {result['headline_token_saving']}, "
