@@ -7,6 +7,7 @@ servers it points at. Standard library only.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from testbed.models import REASONING_PARSER, list_models
@@ -19,6 +20,11 @@ VLLM_BASE_PORT = 8101
 #: so that routing between the sizes has a real price difference.
 PRICES: dict[str, tuple[float, float]] = {"tg-small": (0.05, 0.20), "tg-large": (0.25, 1.00)}
 _DEFAULT_PRICE = (0.10, 0.40)
+#: A success/length predictor for the testbed options (model@budget), trained on
+#: the committed train-split outcome table of the headline demo:
+#: thinkgate predictors train --data reports/headline/train_table.json --featurizer structural \
+#:     --out artifacts/testbed-structural.pkl
+PREDICTOR = Path(__file__).resolve().parents[1] / "artifacts" / "testbed-structural.pkl"
 
 
 def default_gateway_config(models: list[str] | None = None, gateway_port: int = GATEWAY_PORT,
@@ -30,7 +36,14 @@ def default_gateway_config(models: list[str] | None = None, gateway_port: int = 
         pin, pout = PRICES.get(name, _DEFAULT_PRICE)
         backends.append({"name": f"{name}-0", "url": f"http://127.0.0.1:{vllm_base_port + i}", "model": name,
                          "price_input_per_m": pin, "price_output_per_m": pout,
-                         "reasoning_parser": REASONING_PARSER, "enforces_thinking_budget": True})
+                         "reasoning_parser": REASONING_PARSER, "enforces_thinking_budget": True,
+                         # the guidance plugin is an installed vLLM entry point: every server loads it
+                         "guidance": True})
     cheapest = min(names, key=lambda n: sum(PRICES.get(n, _DEFAULT_PRICE))) if names else None
-    return {"gateway": {"port": gateway_port}, "router": {"strategy": "fixed", "default_model": cheapest},
-            "backends": backends}
+    cfg: dict[str, Any] = {"gateway": {"port": gateway_port},
+                           "router": {"strategy": "fixed", "default_model": cheapest}, "backends": backends}
+    if PREDICTOR.is_file():
+        # P(correct) - lambda * cost over (model, thinking budget) options; decisions carry the predictions.
+        cfg["predictor_path"] = str(PREDICTOR)
+        cfg["router"]["strategy"] = "utility"
+    return cfg

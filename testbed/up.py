@@ -32,7 +32,8 @@ class _Stop(Exception):
 
 
 def _toml(cfg: dict[str, Any]) -> str:
-    out = [f"[gateway]\nport = {cfg['gateway']['port']}\n", "[router]\n"]
+    out = [f"{k} = {json.dumps(v)}\n" for k, v in cfg.items() if not isinstance(v, (dict, list))]
+    out += [f"[gateway]\nport = {cfg['gateway']['port']}\n", "[router]\n"]
     for k, v in cfg["router"].items():
         if v is not None:
             out.append(f"{k} = {json.dumps(v)}\n")
