@@ -278,7 +278,8 @@ def _length_head(X: Any, samples: list[tuple[int, int, float]], j: int, budget: 
     t = np.log1p(np.array([v for _, o, v in samples if o == j], dtype=float))
     cap = float(budget) if budget is not None else None
     if rows.size < 20:
-        return LengthHead(None, float(t.mean()), max(float(t.std()), 0.05), cap)
+        return LengthHead(None, float(t.mean()), max(float(t.std()), 0.05), cap,
+                          q90=_conformal_q90(t - t.mean()))
     from sklearn.linear_model import Ridge
 
     Xj = X[rows]
@@ -288,7 +289,15 @@ def _length_head(X: Any, samples: list[tuple[int, int, float]], j: int, budget: 
         m = Ridge(alpha=alpha).fit(_rows(Xj, train), t[train])
         resid[test] = t[test] - m.predict(_rows(Xj, test))
     m = Ridge(alpha=alpha).fit(Xj, t)
-    return LengthHead(np.asarray(m.coef_, np.float32), float(m.intercept_), lognormal_sigma(resid), cap)
+    return LengthHead(np.asarray(m.coef_, np.float32), float(m.intercept_), lognormal_sigma(resid), cap,
+                      q90=_conformal_q90(resid))
+
+
+def _conformal_q90(resid: np.ndarray) -> float:
+    """The ceil(0.9 (n + 1))-th smallest held-out residual: split-conformal 90% upper bound."""
+    n = resid.size
+    k = min(n, int(np.ceil(0.9 * (n + 1))))
+    return float(np.sort(resid)[k - 1])
 
 
 def _cheapest_head(
