@@ -92,6 +92,8 @@ class Gateway:
 
     async def settle(self, tenant: str, out: Any) -> None:
         """Settle a request's spend; shielded from cancellation and awaited at shutdown."""
+        if getattr(out, "reservation_id", None) is None:
+            return  # nothing reserved (anonymous, refused before admission, already settled)
         task = asyncio.ensure_future(self.admission.settle(tenant, out))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
