@@ -1,8 +1,8 @@
 """The admission hook: authentication, budget reservation and settlement.
 
-The server calls these around every request; the budget layer (budget/)
-provides the real implementation. :class:`NullAdmission` admits everyone as
-the anonymous tenant and records nothing.
+The server calls these around every request;
+:class:`thinkgate.gateway.admission.LedgerAdmission` implements it on the
+tenant ledger (budget/), and tests may pass their own to ``create_app``.
 """
 
 from __future__ import annotations
@@ -30,22 +30,3 @@ class Admission(Protocol):
     async def settle(self, tenant: str, out: Outcome) -> None:
         """Settle ``out.actual_usd`` (or release the reservation when it is None). Idempotent."""
         ...
-
-
-class NullAdmission:
-    """No auth, no budget: every request is the anonymous tenant's."""
-
-    async def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    async def authenticate(self, authorization: str | None) -> str:
-        return "anonymous"
-
-    async def admit(self, tenant: str, req: ParsedRequest, out: Outcome, snapshot: RoutingSnapshot) -> None:
-        return None
-
-    async def settle(self, tenant: str, out: Outcome) -> None:
-        return None
