@@ -370,3 +370,16 @@ def open_ledger(url: str) -> LedgerStore:
 def now_s() -> float:
     """Wall clock (epoch seconds); stores take a ``clock`` to make tests deterministic."""
     return time.time()
+
+
+def new_tenant(
+    name: str, *, budget_usd: float | None, budget_tokens: int | None, window: str, policy: str,
+    api_key: str | None,
+) -> tuple[Tenant, str]:
+    """Validate the fields and build a new Tenant and its plaintext key (given, or fresh); shared by the stores."""
+    validate_tenant_fields(name=name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
+    key = api_key if api_key is not None else new_api_key()
+    if not key:
+        raise ValueError("api_key: must be non-empty")
+    return Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window,
+                  policy), key

@@ -34,8 +34,8 @@ from budget.ledger import (
     UnknownTenant,
     from_nano,
     hash_api_key,
-    new_api_key,
     new_id,
+    new_tenant,
     to_nano,
     validate_tenant_fields,
     validate_ttl,
@@ -294,11 +294,8 @@ class RedisLedger:
         api_key: str | None = None,
     ) -> tuple[Tenant, str]:
         """Create a tenant (names are unique); returns it and the plaintext key, shown once."""
-        validate_tenant_fields(name=name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
-        key = api_key if api_key is not None else new_api_key()
-        if not key:
-            raise ValueError("api_key: must be non-empty")
-        t = Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window, policy)
+        t, key = new_tenant(name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy,
+                            api_key=api_key)
         fields = _tenant_fields(t) | {"created_at": repr(self._clock())}
         flat = [x for kv in fields.items() for x in kv]
         res = _s(await self._eval("add_tenant", [t.id, name, hash_api_key(key), *flat]))

@@ -32,8 +32,8 @@ from budget.ledger import (
     check_admission,
     from_nano,
     hash_api_key,
-    new_api_key,
     new_id,
+    new_tenant,
     to_nano,
     validate_tenant_fields,
     validate_ttl,
@@ -246,11 +246,8 @@ class SQLiteLedger:
         api_key: str | None = None,
     ) -> tuple[Tenant, str]:
         """Create a tenant (names are unique); returns it and the plaintext key, shown once."""
-        validate_tenant_fields(name=name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy)
-        key = api_key if api_key is not None else new_api_key()
-        if not key:
-            raise ValueError("api_key: must be non-empty")
-        t = Tenant(new_id("t"), name, None if budget_usd is None else float(budget_usd), budget_tokens, window, policy)
+        t, key = new_tenant(name, budget_usd=budget_usd, budget_tokens=budget_tokens, window=window, policy=policy,
+                            api_key=api_key)
         await self._run(self._add_tenant, t, hash_api_key(key))
         return t, key
 
