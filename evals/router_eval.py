@@ -4,7 +4,10 @@ Run::
 
     python -m evals.router_eval [--data ../shared/data] [--out reports/router] [--json]
 
-1. Trains ``predictors`` on ``dcrouter_train`` (cached on disk by data hash).
+1. Picks the predictor configuration (``--predictor select``, the default:
+   :func:`router.eval_predictors.select_predictor`, on a validation fold of
+   ``dcrouter_train``, never on test rows), then trains it on all of
+   ``dcrouter_train`` (cached on disk by data, configuration and source hash).
 2. Replays every strategy's real ``decide`` on ``dcrouter_test`` through
    ``evals.replay`` (scores, costs in the table's price units = input + output
    $ per M tokens, AIQ per family, APGR and CPT(50%/80%) for the pair
@@ -24,20 +27,29 @@ Writes ``results.json`` and PNG plots to ``--out``; prints a table, and with
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from router.eval_predictors import (
+    PREDICTOR_CONFIGS,
+    PredictorConfig,
+    cost_at_score,
+    score_at_cost,
+    select_predictor,
+    structural_block,
+    trained_predictor,
+)
 from router.evaluation import GROUP_HALVES, run_policy, snapshot_from_prices, surface_group, views_for
 
 STRONG, WEAK = "llama-3.1-nemotron-51b-instruct", "qwen2.5-7b-instruct"
 KAPPAS = (0.0, 0.02, 0.05, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+# utility is a cheap deterministic replay: sweep kappa in steps of 0.005 where the 40%-of-cost point lies.
+UTILITY_KAPPAS = tuple(round(0.005 * i, 3) for i in range(61)) + (0.35, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CHECKPOINTS = (0, 25, 50, 100, 200, 300, 400, 500, 750, 1000)
 
@@ -45,46 +57,6 @@ CHECKPOINTS = (0, 25, 50, 100, 200, 300, 400, 500, 750, 1000)
 def default_data() -> Path:
     env = os.environ.get("THINKGATE_SHARED_DATA")
     return Path(env) if env else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("THINKGATE_CACHE_DIR") or Path.home() / ".cache" / "thinkgate"
-    return Path(base) / "router_eval"
-
-
-def trained_predictor(rows: list[Any], featurizer: str, tag: str) -> Any:
-    """``predictors.train_predictor`` on ``rows``, cached by (data, featurizer) hash."""
-    return _dense_coef(_trained_predictor(rows, featurizer, tag))
-
-
-def _dense_coef(pred: Any) -> Any:
-    """Work around sparse x sparse logits in ``Predictor.logits`` (a sparse result numpy cannot cast)."""
-    for attr in ("coef", "cheapest_coef"):
-        c = getattr(pred, attr, None)
-        if hasattr(c, "toarray"):
-            setattr(pred, attr, c.toarray())
-    return pred
-
-
-def _trained_predictor(rows: list[Any], featurizer: str, tag: str) -> Any:
-    from predictors import load_predictor, save_predictor
-    from predictors.train import train_predictor, training_set_from_table
-
-    data = training_set_from_table(rows)
-    # The predictors' source is part of the key: a pickled artifact from older code can load but misbehave.
-    src = b"".join(p.read_bytes() for p in sorted((Path(__file__).resolve().parents[1] / "predictors").glob("*.py")))
-    key = hashlib.sha256(f"{data.data_hash()}|{featurizer}|".encode() + src).hexdigest()[:16]
-    path = _cache_dir() / f"{tag}-{key}.tgp"
-    if path.is_file():
-        try:
-            return load_predictor(path)
-        except Exception as exc:  # stale artifact from another predictors version: retrain
-            print(f"# cache {path} unusable ({exc}); retraining", file=sys.stderr)
-    t0 = time.time()
-    pred = train_predictor(data, featurizer)
-    print(f"# trained {tag} predictor on {len(rows)} rows in {time.time() - t0:.0f}s", file=sys.stderr)
-    save_predictor(pred, path)
-    return pred
 
 
 def _prices(path: Path) -> dict[str, tuple[float, float]]:
@@ -117,25 +89,14 @@ def register_router_strategies(ests: list[list[Any]], prices: dict[str, tuple[fl
         return strategy
 
     register_strategy("router_utility", sweep("utility", "utility",
-                                              lambda k: UtilityPolicy(default_lambda=k * lam_unit), KAPPAS, False))
+                                              lambda k: UtilityPolicy(default_lambda=k * lam_unit), UTILITY_KAPPAS,
+                                              False))
     register_strategy("router_tiers", sweep("tiers", "tiers",
                                             lambda s: TiersPolicy(calibrator=TierCalibrator(s, min_samples=25)),
                                             SHARES, True))
     register_strategy("router_linucb", sweep("linucb", "linucb",
                                              lambda k: LinUCBPolicy(default_lambda=k * lam_unit, alpha=0.1,
                                                                     prior_weight=5.0), KAPPAS, True))
-
-
-def cost_at_score(points: list[tuple[float, float]], target: float) -> float | None:
-    """Cheapest cost at which the piecewise-linear (cost-sorted) curve first reaches ``target``."""
-    pts = sorted(points)
-    for i, (c, s) in enumerate(pts):
-        if s >= target:
-            if i == 0:
-                return c
-            c0, s0 = pts[i - 1]
-            return c0 + (target - s0) / (s - s0) * (c - c0) if s0 < target else c0
-    return None
 
 
 def pair_metrics(table: Any, ests: list[list[Any]], prices: dict[str, tuple[float, float]],
@@ -184,7 +145,7 @@ def pair_metrics(table: Any, ests: list[list[Any]], prices: dict[str, tuple[floa
 
 
 def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[str, tuple[float, float]],
-                     full_pred: Any, featurizer: str, kappa: float, seeds: int, alpha: float,
+                     full_pred: Any, config: PredictorConfig, kappa: float, seeds: int, alpha: float,
                      prior_weight: float, context: str = "both", validate: bool = False,
                      alpha_no_prior: float | None = None) -> dict[str, Any]:
     """LinUCB with/without the half-A prior learning on half B (see the module docstring).
@@ -204,7 +165,7 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     b_test = [r for r in test_rows if surface_group(r.prompt) in half_b]
     if validate:  # hold out every third half-B train row; the stream draws from the rest
         b_test, b_train = b_train[::3], [r for i, r in enumerate(b_train) if i % 3]
-    pred_a = trained_predictor(a_train, featurizer, "half-a")
+    pred_a = trained_predictor(a_train, config, "half-a")
     totals = {m: pi + po for m, (pi, po) in prices.items()}
     t_test, t_stream = table_from_rows(b_test, totals), table_from_rows(b_train, totals)
     snap = snapshot_from_prices(prices)
@@ -269,7 +230,8 @@ def _with_features(views: list[Any], pred: Any, context: str) -> list[Any]:
 
     if context == "estimates":
         return views
-    return [dataclasses.replace(v, features=pred.features(v.prompt_text)) for v in views]
+    block = structural_block(pred, [v.prompt_text for v in views])
+    return [dataclasses.replace(v, features=f) for v, f in zip(views, block, strict=True)]
 
 
 def lam_unit(views: list[Any], snap: Any) -> float:
@@ -294,15 +256,25 @@ def _load(data: Path) -> tuple[list[Any], list[Any], dict[str, tuple[float, floa
             _prices(base / "default_llm.json"))
 
 
-def tune(data: Path, featurizer: str, seeds: int, kappa: float) -> list[dict[str, Any]]:
+def resolve_predictor(name: str, train_rows: list[Any], prices: dict[str, tuple[float, float]],
+                      ) -> tuple[PredictorConfig, dict[str, Any] | None]:
+    """``name`` from :data:`PREDICTOR_CONFIGS`, or ``"select"``: chosen on a validation fold of the train rows."""
+    if name != "select":
+        return PREDICTOR_CONFIGS[name], None
+    sel = select_predictor(train_rows, prices, UTILITY_KAPPAS)
+    return PREDICTOR_CONFIGS[sel["chosen"]], sel
+
+
+def tune(data: Path, predictor: str, seeds: int, kappa: float) -> list[dict[str, Any]]:
     """Shift-experiment grid over context x alpha x prior weight, scored on held-out half-B train rows."""
     train_rows, test_rows, prices = _load(data)
-    pred = trained_predictor(train_rows, featurizer, "full")
+    config, _ = resolve_predictor(predictor, train_rows, prices)
+    pred = trained_predictor(train_rows, config, "full")
     out = []
     for context in ("estimates", "both"):
         for alpha in (0.05, 0.1, 0.3):
             for pw in (1.0, 3.0, 10.0):
-                r = shift_experiment(train_rows, test_rows, prices, pred, featurizer, kappa, seeds, alpha, pw,
+                r = shift_experiment(train_rows, test_rows, prices, pred, config, kappa, seeds, alpha, pw,
                                      context, validate=True)
                 row = {"context": context, "alpha": alpha, "prior_weight": pw,
                        "offline": r["offline_full"]["score"], **{f"{v}@500": r["score"][v][r["checkpoints"].index(500)]
@@ -312,7 +284,7 @@ def tune(data: Path, featurizer: str, seeds: int, kappa: float) -> list[dict[str
     return out
 
 
-def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha: float,
+def evaluate(data: Path, predictor: str, seeds: int, shift_kappa: float, alpha: float,
              prior_weight: float, context: str, alpha_no_prior: float) -> dict[str, Any]:
     """The whole evaluation as one JSON-ready dict."""
     from evals.predict import predictor_fn
@@ -321,8 +293,9 @@ def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha:
     from evals.strategies import ReplayContext
 
     train_rows, test_rows, prices = _load(data)
+    config, selection = resolve_predictor(predictor, train_rows, prices)
     table = table_from_rows(test_rows, {m: pi + po for m, (pi, po) in prices.items()})
-    pred = trained_predictor(train_rows, featurizer, "full")
+    pred = trained_predictor(train_rows, config, "full")
     ests = pred.predict_batch(table.prompts, table.options)
     snap = snapshot_from_prices(prices)
     unit = lam_unit(views_for(table.prompts, ests), snap)
@@ -339,13 +312,15 @@ def evaluate(data: Path, featurizer: str, seeds: int, shift_kappa: float, alpha:
         pts = [(r["cost"], r["score"]) for r in strat.values() if r["family"] == fam]
         c = cost_at_score(pts, bs["score"])
         target[fam] = {"cost_at_best_single_score": c, "fraction_of_best_single_cost": None if c is None
-                       else c / bs["cost"], "max_score": max(p[1] for p in pts)}
+                       else c / bs["cost"], "max_score": max(p[1] for p in pts),
+                       "score_at_40pct_cost": score_at_cost(pts, 0.4 * bs["cost"])}
     tiers_share = {k: float((runs[k].choice != table.options.index("gemma-2-9b-it")).mean())
                    for k in runs if k.startswith("tiers@")}
     t0 = time.time()
-    shift = shift_experiment(train_rows, test_rows, prices, pred, featurizer, shift_kappa, seeds, alpha,
+    shift = shift_experiment(train_rows, test_rows, prices, pred, config, shift_kappa, seeds, alpha,
                              prior_weight, context, alpha_no_prior=alpha_no_prior)
-    return {"n_test": len(table.prompts), "featurizer": featurizer, "lambda_unit": unit,
+    return {"n_test": len(table.prompts), "predictor": config.key(), "predictor_selection": selection,
+            "lambda_unit": unit,
             "replay": rep, "replay_seconds": replay_s, "targets": target,
             "tiers_escalation_share": tiers_share, "pair": pair_metrics(table, ests, prices, unit),
             "shift": shift, "shift_seconds": time.time() - t0}
@@ -355,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=default_data(), help="shared data folder (with llmrouter/)")
     ap.add_argument("--out", type=Path, default=Path("reports/router"), help="folder for results.json and plots")
-    ap.add_argument("--featurizer", default="hashed+structural")
+    ap.add_argument("--predictor", default="select", choices=(*PREDICTOR_CONFIGS, "select"),
+                    help="predictor configuration; 'select' picks one on a validation fold of train (default)")
     ap.add_argument("--seeds", type=int, default=5, help="stream orders averaged in the shift experiment")
     ap.add_argument("--shift-kappa", type=float, default=0.2, help="cost price in the shift experiment")
     ap.add_argument("--alpha", type=float, default=0.05, help="LinUCB exploration in the shift experiment")
@@ -370,15 +346,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds < 1:
         raise SystemExit("--seeds: must be >= 1")
     if a.tune:
-        rows = tune(a.data, a.featurizer, a.seeds, a.shift_kappa)
+        rows = tune(a.data, a.predictor, a.seeds, a.shift_kappa)
         if a.json:
             print(json.dumps({"tune": rows}))
         return 0
-    res = evaluate(a.data, a.featurizer, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context, a.alpha_no_prior)
+    res = evaluate(a.data, a.predictor, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context, a.alpha_no_prior)
     a.out.mkdir(parents=True, exist_ok=True)
     from router.eval_plots import plot
 
     res["plots"] = plot(res, a.out, STRONG, WEAK)
+    if res["predictor_selection"] is not None:
+        (a.out / "selection.json").write_text(json.dumps(res["predictor_selection"], indent=1), encoding="utf-8")
     (a.out / "results.json").write_text(json.dumps(res, indent=1, default=float), encoding="utf-8")
     strat = res["replay"]["strategies"]
     print(f"{'strategy':34s} {'score':>7s} {'cost':>7s}")
@@ -387,11 +365,12 @@ def main(argv: list[str] | None = None) -> int:
     print("AIQ:", {k: round(v, 4) for k, v in res["replay"].get("aiq", {}).items()})
     print("pair:", {k: {m: (None if x is None else round(x, 3)) for m, x in v.items()}
                     for k, v in res["pair"]["routers"].items()})
+    print("predictor:", res["predictor"])
     print("targets:", res["targets"])
     sh = res["shift"]
     print("shift:", {"offline": sh["offline_full"], "score": sh["score"], "events_to_90pct": sh["events_to_90pct"]})
     if a.json:
-        print(json.dumps({"targets": res["targets"], "aiq": res["replay"].get("aiq"), "pair": res["pair"]["routers"],
+        print(json.dumps({"predictor": res["predictor"], "targets": res["targets"], "aiq": res["replay"].get("aiq"), "pair": res["pair"]["routers"],
                           "shift": {k: sh[k] for k in ("offline_full", "score", "events_to_90pct",
                                                        "recovery_at_500")}}, default=float))
     return 0

@@ -158,16 +158,26 @@ class TiersPolicy(BasePolicy):
     by thinking budget (unlimited last), cheapest first. A tier is sufficient
     when its best P(correct) reaches the tenant's threshold
     (:class:`TierCalibrator`); the request goes to the best option of the first
-    sufficient tier, or to the likeliest option overall when none is. Call
-    :meth:`observe` once per request (after ``decide``) to feed the online
-    calibration; ``decide`` itself never changes state.
+    sufficient tier. When no tier is, ``escalate`` decides: ``"likeliest"``
+    (default) takes the likeliest option overall; ``"top"`` takes the best
+    option of the most expensive tier, as EllieSQL hands a query no cheaper
+    pipeline can handle to its most capable one and RouteLLM sends every call
+    under the threshold to the strong model (price stands for capability: use
+    it where the predictor cannot tell the expensive model's strength, e.g. on
+    kinds of queries it has few outcomes for). Call :meth:`observe` once per
+    request (after ``decide``) to feed the online calibration; ``decide``
+    itself never changes state.
     """
 
     name = "tiers"
 
-    def __init__(self, target_share: float = 0.5, calibrator: TierCalibrator | None = None, **kw: Any) -> None:
+    def __init__(self, target_share: float = 0.5, calibrator: TierCalibrator | None = None,
+                 escalate: str = "likeliest", **kw: Any) -> None:
         super().__init__(**kw)
+        if escalate not in ("likeliest", "top"):
+            raise ValueError(f"escalate: unknown {escalate!r}, available: likeliest, top")
         self.calibrator = calibrator or TierCalibrator(target_share)
+        self.escalate = escalate
 
     @staticmethod
     def tiers(cands: Sequence[Candidate], snapshot: RoutingSnapshot) -> list[list[Candidate]]:
@@ -204,20 +214,24 @@ class TiersPolicy(BasePolicy):
             return self._fallback(req, snapshot, "no predictor estimates")
         threshold, source = self.calibrator.threshold(req.tenant_id)
         cands = build_candidates(req, snapshot, self.pricing)
-        # An option at or over the threshold scores (2n - its tier's index) + p, one under it only p:
-        # the best is the likeliest option of the cheapest tier that holds a sufficient one, or the
-        # likeliest overall when none does. Tier indices come from all candidates, so the healthy
-        # choice and the "preferred" one (down models included) are ranked alike.
+        # An option at or over the threshold scores (2n - its tier's index) + p >= n + 1; one under it
+        # p, or (its tier's index) + p <= n when escalating to the top: the best is the likeliest option
+        # of the cheapest tier that holds a sufficient one, else the likeliest overall (or of the most
+        # expensive tier). Tier indices come from all candidates, so the healthy choice and the
+        # "preferred" one (down models included) are ranked alike.
         tiers = self.tiers(cands, snapshot)
         n = len(tiers)
+        top = self.escalate == "top"
         rank: dict[str, float] = {}
         for i, tier in enumerate(tiers):
             for c in tier:
                 p = c.p_correct or 0.0
-                rank[c.option] = (2 * n - i if p >= threshold else 0) + p
+                rank[c.option] = (2 * n - i if p >= threshold else (i if top else 0)) + p
         best, note = choose_healthy(req, cands, lambda c: rank[c.option])
         sufficient = (best.p_correct or 0.0) >= threshold
-        why = "cheapest sufficient tier" if sufficient else "no tier sufficient, likeliest option"
+        why = ("cheapest sufficient tier" if sufficient else
+               "no tier sufficient, escalated to the most expensive tier" if top else
+               "no tier sufficient, likeliest option")
         reason = (f"{why}: {best.option} p={best.p_correct:.3f} threshold={threshold:.3f} ({source}, "
                   f"target escalation share {self.calibrator.target_share:g}){note}")
         return self._decision(req, snapshot, best, reason)

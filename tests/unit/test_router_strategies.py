@@ -175,6 +175,27 @@ def test_tiers_pick_the_cheapest_sufficient_tier_and_the_likeliest_when_none_is(
     assert d.model == "big" and "no tier sufficient" in d.reason
 
 
+def test_tiers_escalate_top_sends_a_query_no_tier_handles_to_the_most_expensive_tier():
+    snap = RoutingSnapshot(SNAP.models + (ModelInfo("mid", 4.0, 8.0, True, False, True),), SNAP.aliases)
+    cal = TierCalibrator(0.5, reference_scores=[0.6])
+    likeliest, top = TiersPolicy(calibrator=cal), TiersPolicy(calibrator=cal, escalate="top")
+    # The expensive model is predicted the worst: "likeliest" stays cheap, "top" escalates anyway.
+    hard = view(est("small", 0.3), est("mid", 0.2), est("big", 0.1))
+    assert likeliest.decide(hard, snap).model == "small"
+    d = top.decide(hard, snap)
+    assert d.model == "big" and "escalated to the most expensive tier" in d.reason
+    # Tiers are (price, budget): the top one is the expensive model unlimited, even when a budget is likelier.
+    d = top.decide(view(est("small", 0.1), est("big@64", 0.3), est("big", 0.2)), snap)
+    assert (d.model, d.thinking_budget) == ("big", None)
+    # A sufficient cheap tier still wins over escalation.
+    assert top.decide(view(est("small", 0.7), est("big", 0.1)), snap).model == "small"
+    # The top tier among healthy models: with big down, mid is the most expensive left.
+    assert top.decide(hard, with_healthy(snap, "big", False)).model == "mid"
+    with pytest.raises(ValueError, match="escalate"):
+        TiersPolicy(escalate="up")
+    assert make_policy("tiers", escalate="top").escalate == "top"
+
+
 # ------------------------------------------------------------------ random and registry
 
 
