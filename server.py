@@ -3,8 +3,11 @@
 The request path (DESIGN.md): validate -> decide (router/ policy over a frozen
 snapshot) -> admit (budget hook) -> upstream (one pooled client, failover
 before the first byte) -> settle -> respond with the ``thinkgate`` object.
-The completions hot path is raw ASGI (``thinkgate/gateway/hotpath.py``); the
-other endpoints are FastAPI routes (``thinkgate/gateway/routes.py``).
+The completions hot path is raw ASGI (``thinkgate/gateway/hotpath.py``),
+dispatched before FastAPI's middleware stack; the other endpoints are FastAPI
+routes (``thinkgate/gateway/routes.py``). Completions go upstream through the
+lean pooled HTTP/1.1 client (``thinkgate/gateway/http1.py``); health probes and
+tokenizer look-ups, off the hot path, use one aiohttp session.
 Everything stateful is built in the lifespan, nothing at import time.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,11 +26,12 @@ from router.pool import BackendPool, Replica
 from router.seam import make_policy
 from thinkgate.config import Settings
 from thinkgate.gateway.hooks import Admission
-from thinkgate.gateway.hotpath import HotPath
+from thinkgate.gateway.hotpath import HOT_PATHS, serve_completion
+from thinkgate.gateway.http1 import HTTP1Pool
 from thinkgate.gateway.metrics import Metrics
-from thinkgate.gateway.proxy import Upstream, make_session
+from thinkgate.gateway.proxy import Upstream, make_pool
 
-__all__ = ["create_app", "Gateway"]
+__all__ = ["create_app", "Gateway", "GatewayApp"]
 
 
 class Gateway:
@@ -55,7 +60,8 @@ class Gateway:
         self.predictor: Any = None  # predictors.Predictor, loaded in start() when configured
         self.needs_estimates = bool(getattr(self.policy, "needs_estimates", False))
         self.needs_features = bool(getattr(self.policy, "needs_features", False))
-        self.session: aiohttp.ClientSession | None = None
+        self.session: aiohttp.ClientSession | None = None  # health probes and /tokenize only
+        self.client: HTTP1Pool | None = None  # completions
         self.upstream: Upstream | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
@@ -73,8 +79,9 @@ class Gateway:
                 await asyncio.to_thread(warm)
         elif self.needs_estimates:
             raise RuntimeError(f"router.strategy {self.policy.name!r} needs a predictor: set predictor_path")
-        self.session = make_session(g.connect_timeout_s, g.read_timeout_s, g.max_connections)
-        self.upstream = Upstream(self.session, self.pool)
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        self.client = make_pool(g.connect_timeout_s, g.read_timeout_s, g.max_connections)
+        self.upstream = Upstream(self.client, self.pool)
         await self.admission.start()
         await self.check_health()
         self._health_task = asyncio.create_task(self._health_loop())
@@ -87,6 +94,8 @@ class Gateway:
         if self._settling:
             await asyncio.gather(*self._settling, return_exceptions=True)
         await self.admission.stop()
+        if self.client:
+            await self.client.close()
         if self.session:
             await self.session.close()
 
@@ -139,7 +148,26 @@ class Gateway:
                 await self.check_health()
 
 
-def create_app(settings: Settings | None = None, *, admission: Admission | None = None) -> FastAPI:
+class GatewayApp(FastAPI):
+    """FastAPI app whose completion endpoints skip the middleware stack and routing.
+
+    ``POST /v1/chat/completions`` and ``POST /v1/completions`` go straight to
+    :func:`thinkgate.gateway.hotpath.serve_completion` (which never raises to
+    the server); everything else, lifespan included, is plain FastAPI.
+    """
+
+    gateway: Gateway
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = HOT_PATHS.get(scope["path"])
+            if endpoint is not None:
+                await serve_completion(self.gateway, scope, receive, send, endpoint)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, admission: Admission | None = None) -> GatewayApp:
     """Build the gateway app. ``settings`` defaults to :func:`thinkgate.config.load_settings`."""
     if settings is None:
         from thinkgate.config import load_settings
@@ -150,12 +178,18 @@ def create_app(settings: Settings | None = None, *, admission: Admission | None 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gw.start()
+        # Everything built so far (modules, FastAPI, predictor) lives as long as
+        # the process: moving it out of the collector's reach keeps the full
+        # collections that request garbage triggers short.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
             await gw.stop()
 
-    app = FastAPI(title="thinkgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = GatewayApp(title="thinkgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.gateway = gw
     app.state.gateway = gw
     from thinkgate.gateway.routes import install
 
@@ -163,11 +197,10 @@ def create_app(settings: Settings | None = None, *, admission: Admission | None 
     from thinkgate.gateway.feedback import install_feedback
 
     install_feedback(app, gw)
-    app.add_middleware(HotPath, gateway=gw)
     return app
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> GatewayApp:
     """App factory for worker processes: settings from ``$THINKGATE_SETTINGS_JSON`` (set by ``serve``)."""
     import os
 

@@ -1,9 +1,9 @@
 """The completions hot path as raw ASGI.
 
 ``POST /v1/chat/completions`` and ``POST /v1/completions`` bypass FastAPI's
-routing and request objects (a pure ASGI middleware hands them here); every
-other route stays on FastAPI. This keeps the gateway's added latency under a
-millisecond (``bench/proxy_overhead.py``).
+middleware stack, routing and request objects (the app's ``__call__`` hands
+them here, see ``server.py``); every other route stays on FastAPI. This keeps
+the gateway's added latency under a millisecond (``bench/proxy_overhead.py``).
 
 A watcher task listens for ``http.disconnect`` while the request is served and
 cancels the handler when the client goes away; the cancellation closes the
@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 
 from router.seam import NoModelAvailable, UnknownModel
 from thinkgate.gateway import errors as E
+from thinkgate.gateway.http1 import ReadTimeout, Response, UpstreamError
 from thinkgate.gateway.pipeline import (
     Outcome,
     cost_usd,
@@ -57,20 +57,19 @@ async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str
     await send({"type": "http.response.body", "body": body})
 
 
-class HotPath:
-    """Pure ASGI middleware: completions go to the gateway's handler, the rest to FastAPI."""
+def new_id() -> str:
+    """A random 32-hex-digit id (request and decision ids; cheaper than ``uuid4().hex``)."""
+    return os.urandom(16).hex()
 
-    def __init__(self, app: Any, gateway: Gateway) -> None:
-        self.app = app
-        self.gateway = gateway
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            endpoint = HOT_PATHS.get(scope["path"])
-            if endpoint is not None:
-                await serve_completion(self.gateway, scope, receive, send, endpoint)
-                return
-        await self.app(scope, receive, send)
+async def _read_all(resp: Response, replica: Replica) -> bytes:
+    """The whole upstream body; a broken or stalled upstream maps to 502/504."""
+    try:
+        return await resp.read()
+    except ReadTimeout:
+        raise E.BackendTimeout(f"backend {replica.name} timed out") from None
+    except UpstreamError as exc:
+        raise E.BadGateway(f"backend {replica.name}: {exc}") from None
 
 
 async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive, send: Send,
@@ -78,7 +77,7 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
     """Serve one completion request end to end; never raises to the server."""
     t0 = time.perf_counter()
     headers = dict(scope["headers"])
-    rid = headers.get(b"x-request-id", b"").decode("latin-1") or uuid.uuid4().hex
+    rid = headers.get(b"x-request-id", b"").decode("latin-1") or new_id()
     route = scope["path"]
     started = [False]
     watcher: asyncio.Task[None] | None = None
@@ -164,7 +163,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         raise E.ModelNotFound(str(exc), param="model") from None
     except NoModelAvailable as exc:
         raise E.NoBackend(str(exc)) from None
-    out = Outcome(decision_id=uuid.uuid4().hex, decision=decision)
+    out = Outcome(decision_id=new_id(), decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
     decision = out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
     if (fb := getattr(gw, "feedback", None)) is not None:
@@ -183,7 +182,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         completed = False
         try:
             if resp.status != 200:
-                raw_err = await resp.read()
+                raw_err = await _read_all(resp, replica)
                 gw.metrics.child(gw.metrics.requests, route, str(resp.status), replica.name).inc()
                 gw.metrics.child(gw.metrics.errors, route, str(resp.status), "upstream").inc()
                 # vLLM's 4xx (e.g. a validate_params ValueError) reaches the client unchanged.
@@ -227,28 +226,34 @@ def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -
     m.child(m.tokens, "answer", replica.name).inc(usage.answer_tokens)
 
 
-async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: aiohttp.ClientResponse, route: str,
+async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Response, route: str,
                       rid: str, t0: float, send: Send, end_id: int | None, client_ids: bool) -> None:
-    raw = await resp.read()
+    raw = await _read_all(resp, replica)
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise E.BadGateway(f"backend {replica.name} returned invalid JSON") from None
+    if not isinstance(obj, dict):
+        raise E.BadGateway(f"backend {replica.name} returned JSON that is not an object")
     usage = Usage.parse(obj.get("usage"))
     thinking = count_thinking(obj, end_id)
     if usage is not None and thinking is not None:
         usage.thinking_tokens = thinking
+    _account(gw, out, replica, usage)
+    tg = orjson.dumps(thinkgate_object(out))
     if end_id is not None and not client_ids:
         strip_token_ids(obj)
-    _account(gw, out, replica, usage)
-    obj["thinkgate"] = thinkgate_object(out)
-    await send_json(send, 200, orjson.dumps(obj), decision_headers(out, rid))
+        obj["thinkgate"] = orjson.Fragment(tg)
+        body = orjson.dumps(obj)
+    else:
+        body = splice_member(raw, obj, b"thinkgate", tg)
+    await send_json(send, 200, body, decision_headers(out, rid))
     gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
     gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)
 
 
 async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
-                        resp: aiohttp.ClientResponse, route: str, rid: str, t0: float, send: Send,
+                        resp: Response, route: str, rid: str, t0: float, send: Send,
                         end_id: int | None, client_ids: bool) -> None:
     counter = ThinkCounter(end_id) if end_id is not None else None
     relay = SSERelay(req.include_usage, counter, strip_ids=counter is not None and not client_ids)
@@ -256,7 +261,7 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
                 "headers": [*_SSE_HDRS, *_hdrs(decision_headers(out, rid))]})
     first = True
     try:
-        async for data in resp.content.iter_any():
+        while data := await resp.read_chunk():
             chunk = relay.feed(data)
             if chunk:
                 if first and relay.saw_token:
@@ -276,3 +281,17 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
     await send({"type": "http.response.body", "body": tail + b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
     gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
     gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)
+
+
+def splice_member(raw: bytes, obj: dict[str, Any], key: bytes, value: bytes) -> bytes:
+    """``raw`` (the bytes of JSON object ``obj``) with ``"key": value`` added as its last member.
+
+    Byte surgery instead of re-serialising the upstream body (the body stays
+    byte-identical otherwise). Falls back to a re-serialisation when the object
+    is empty or already has the key (a duplicate key would be ambiguous).
+    """
+    end = raw.rstrip().rfind(b"}")
+    if not obj or end < 0 or key.decode() in obj:
+        obj[key.decode()] = orjson.Fragment(value)
+        return orjson.dumps(obj)
+    return b"".join((raw[:end], b',"', key, b'":', value, b"}"))

@@ -5,10 +5,12 @@ the events it must (the usage chunk, ``[DONE]``) and never buffers a whole
 response. Failover to another replica happens only while nothing has been sent
 to the client: on a connect error or a 5xx status.
 
-The upstream client is one pooled ``aiohttp.ClientSession`` per app. httpx was
-measured here at about 1.0-1.2 ms of CPU per request against 0.2 ms for aiohttp
-(``bench/proxy_overhead.py`` and the numbers in README), which alone would
-break the gateway's 1 ms overhead target.
+The upstream client is one pooled :class:`~thinkgate.gateway.http1.HTTP1Pool`
+per app (a lean keep-alive HTTP/1.1 client on the httptools parser). httpx was
+measured here at about 1.0-1.2 ms of CPU per request and aiohttp's client at
+roughly 0.3 ms (py-spy under ``bench/proxy_overhead.py``); the lean client
+costs a fraction of that, which is what keeps the gateway's overhead near the
+backend's own per-request cost.
 """
 
 from __future__ import annotations
@@ -17,11 +19,19 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from router.pool import BackendPool, Replica
 from thinkgate.gateway.errors import BackendTimeout, BadGateway, NoBackend
+from thinkgate.gateway.http1 import (
+    ConnectError,
+    Disconnected,
+    HTTP1Pool,
+    ProtocolError,
+    ReadTimeout,
+    Response,
+    UpstreamError,
+)
 
 
 @dataclass(slots=True)
@@ -49,60 +59,58 @@ class Usage:
         )
 
 
-# Errors raised before vLLM accepted the request: safe to send it elsewhere.
-_RETRYABLE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError,
-              aiohttp.ConnectionTimeoutError)
-
-
-def make_session(connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> aiohttp.ClientSession:
-    """The app's one pooled upstream client (keep-alive, no auto-decompression)."""
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=max_connections, limit_per_host=0, keepalive_timeout=30),
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s),
-        auto_decompress=False,
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
-        cookie_jar=aiohttp.DummyCookieJar(),  # upstream cookies mean nothing here; skip the jar's work
-    )
+def make_pool(connect_timeout_s: float, read_timeout_s: float, max_connections: int) -> HTTP1Pool:
+    """The app's one pooled upstream client (keep-alive; bodies pass through undecoded)."""
+    return HTTP1Pool(connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s,
+                     max_connections=max_connections)
 
 
 class Upstream:
     """Sends one request to a healthy replica of a model, failing over on connect errors and 5xx."""
 
-    def __init__(self, session: aiohttp.ClientSession, pool: BackendPool) -> None:
-        self.session = session
+    def __init__(self, client: HTTP1Pool, pool: BackendPool) -> None:
+        self.client = client
         self.pool = pool
 
-    async def open(self, model: str, path: str, body: bytes, *, request_id: str) -> tuple[Replica, aiohttp.ClientResponse]:
+    async def open(self, model: str, path: str, body: bytes, *, request_id: str) -> tuple[Replica, Response]:
         """Return the replica that answered and its response (status < 500), body unread.
 
         The caller owns the response (``close``/``release`` it) and must call
         ``pool.release(replica)`` when done. Raises :class:`NoBackend` when no
         replica is healthy or reachable, :class:`BadGateway` when every replica
-        answered 5xx, :class:`BackendTimeout` on a timeout.
+        answered 5xx or broke the protocol, :class:`BackendTimeout` on a read timeout.
         """
         replicas = self.pool.order(model)
         if not replicas:
             raise NoBackend(f"no healthy backend for model {model!r}")
         last_5xx: str | None = None
         for replica in replicas:
-            headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
+            headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),
+                                                    ("X-Request-Id", request_id))
             if replica.api_key:
-                headers["Authorization"] = f"Bearer {replica.api_key}"
+                headers += (("Authorization", f"Bearer {replica.api_key}"),)
             self.pool.acquire(replica)
             resp = None
             for attempt in (0, 1):
                 try:
-                    resp = await self.session.post(replica.url + path, data=body, headers=headers)
+                    resp = await self.client.request(replica.url, "POST", path, body, headers)
                     break
-                except aiohttp.ServerDisconnectedError:
-                    # A pooled keep-alive connection closed by the server: one
-                    # retry on a fresh connection to the same replica.
+                except Disconnected as exc:
+                    # A pooled keep-alive connection closed by the server as the
+                    # request went out: one retry on a fresh connection. A
+                    # disconnect after part of the answer arrived is not retried.
+                    if not exc.before_response:
+                        last_5xx = f"backend {replica.name} closed the connection mid-answer: {exc}"
+                        break
                     if attempt:
                         break
-                except _RETRYABLE as exc:
+                except ConnectError as exc:
                     self.pool.mark(replica, False, f"{type(exc).__name__}: {exc}")
                     break
-                except (TimeoutError, aiohttp.ServerTimeoutError):
+                except ProtocolError as exc:
+                    last_5xx = f"backend {replica.name}: {exc}"
+                    break
+                except ReadTimeout:
                     self.pool.release(replica)
                     raise BackendTimeout(f"backend {replica.name} timed out") from None
                 except BaseException:
@@ -114,7 +122,7 @@ class Upstream:
             if resp.status >= 500:
                 try:
                     detail = (await resp.read())[:500].decode("utf-8", "replace")
-                except aiohttp.ClientError:
+                except UpstreamError:
                     detail = ""
                 finally:
                     resp.release()
