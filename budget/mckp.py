@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from budget._mckp_hull import hull_increments
+
 __all__ = [
     "MCKPInfeasible",
     "MCKPSolution",
@@ -88,9 +90,9 @@ def as_instance(
             c[k, : len(cr)] = cr
     if v.ndim != 2 or v.shape != c.shape:
         raise ValueError(f"values: shape {v.shape} does not match costs shape {c.shape}")
-    if np.isnan(v).any() or np.isinf(v).any():
+    if not np.isfinite(v).all():
         raise ValueError("values: must be finite")
-    if np.isnan(c).any() or (c < 0).any():
+    if not (c >= 0).all():  # also False for NaN
         raise ValueError("costs: must be >= 0 (inf marks a missing option)")
     if v.shape[0] and (~np.isfinite(c)).all(axis=1).any():
         raise ValueError("costs: every class needs at least one finite-cost option")
@@ -185,68 +187,6 @@ def solve_exact(
     return MCKPSolution(choice, value, cost, lp_bound=float(z[cap_units]), lam=float("nan"))
 
 
-@dataclass(frozen=True)
-class _Hulls:
-    """Concave-hull increments of all classes, in global greedy order."""
-
-    base: np.ndarray  # (K,) lightest undominated option per class
-    inc_class: np.ndarray  # (n_inc,) class of each increment
-    inc_to: np.ndarray  # (n_inc,) option reached by the increment
-    inc_dw: np.ndarray
-    inc_dp: np.ndarray
-    inc_eff: np.ndarray
-
-
-def _hull_increments(v: np.ndarray, c: np.ndarray) -> _Hulls:
-    """Upper convex hull of every class by vectorised gift wrapping.
-
-    Starting from the lightest option (highest value among equally light ones),
-    repeatedly step to the option with the steepest positive slope among
-    heavier, more valuable ones, for all classes at once. This discards both
-    dominated (heavier and not better) and LP-dominated options (below the hull).
-    Collinear hull points may be kept as separate steps of equal efficiency,
-    which changes neither the LP value nor the greedy's order within a class.
-    """
-    n_classes = v.shape[0]
-    rows = np.arange(n_classes)
-    finite = np.isfinite(c)
-    # Lightest option; among equally light, the most valuable.
-    cmin = np.where(finite, c, np.inf).min(axis=1)
-    base = np.where(c == cmin[:, None], v, -np.inf).argmax(axis=1)
-    cur = base.copy()
-    ar = rows
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    while ar.size:
-        cur_a = cur[ar]
-        cc = c[ar, cur_a]
-        cv = v[ar, cur_a]
-        dw = c[ar] - cc[:, None]
-        dp = v[ar] - cv[:, None]
-        # Missing options have cost inf: dw = inf, slope 0, never a step.
-        ok = (dw > 0) & (dp > 0)
-        slope = np.divide(dp, dw, out=np.full(dw.shape, -np.inf), where=ok)
-        nxt = slope.argmax(axis=1)
-        has = slope[np.arange(ar.size), nxt] > 0
-        sel = ar[has]
-        nx = nxt[has]
-        parts.append((sel, nx, dw[has, nx], dp[has, nx]))
-        cur[sel] = nx
-        ar = sel
-    if parts:
-        inc_class = np.concatenate([p[0] for p in parts])
-        inc_to = np.concatenate([p[1] for p in parts])
-        inc_dw = np.concatenate([p[2] for p in parts])
-        inc_dp = np.concatenate([p[3] for p in parts])
-    else:
-        inc_class = inc_to = np.zeros(0, dtype=np.int64)
-        inc_dw = inc_dp = np.zeros(0)
-    eff = inc_dp / inc_dw
-    # Stable sort by decreasing efficiency keeps each class's steps in hull order
-    # (its efficiencies never increase, and parts were appended step by step).
-    order = np.argsort(-eff, kind="stable")
-    return _Hulls(base, inc_class[order], inc_to[order], inc_dw[order], inc_dp[order], eff[order])
-
-
 def solve_greedy(
     values: Sequence[Sequence[float]] | np.ndarray,
     costs: Sequence[Sequence[float]] | np.ndarray,
@@ -270,7 +210,7 @@ def solve_greedy(
     n_classes = v.shape[0]
     if n_classes == 0:
         return MCKPSolution(np.zeros(0, dtype=np.int64), 0.0, 0.0, 0.0, 0.0)
-    h = _hull_increments(v, c)
+    h = hull_increments(v, c)
     rows = np.arange(n_classes)
     base_cost = float(c[rows, h.base].sum())
     base_value = float(v[rows, h.base].sum())
