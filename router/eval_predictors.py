@@ -133,6 +133,19 @@ def score_at_cost(points: Sequence[tuple[float, float]], max_cost: float) -> flo
     return max(ok) if ok else None
 
 
+def _mean_auroc(views: Sequence[Any], options: Sequence[str], scores: np.ndarray) -> float | None:
+    """Mean over options of the AUROC of P(correct) against ``score >= 0.5`` (options with one class skipped)."""
+    from predictors.evaluate import auroc
+
+    vals = []
+    for j, o in enumerate(options):
+        p = np.array([next(e.p_correct for e in v.estimates if e.option == o) for v in views])
+        a = auroc(p, scores[:, j] >= 0.5)
+        if a is not None:
+            vals.append(a)
+    return float(np.mean(vals)) if vals else None
+
+
 def select_predictor(
     train_rows: Sequence[Any],
     prices: Mapping[str, tuple[float, float]],
@@ -184,14 +197,15 @@ def select_predictor(
         c = cost_at_score(pts, best_score)
         out["candidates"][name] = {
             "config": cfg.key(),
+            "mean_auroc": _mean_auroc(views, table.options, table.scores),  # reported, not used to rank
             "score_at_40pct_cost": score_at_cost(pts, 0.4 * best_cost),
             "fraction_of_cost_at_best_score": None if c is None else c / best_cost,
             "curve": [{"kappa": k, "cost": p[0], "score": p[1]} for k, p in zip(kappas, pts, strict=True)],
             "seconds": round(time.time() - t0, 1),
         }
-        print(f"# validation {name}: score@40% {out['candidates'][name]['score_at_40pct_cost']}, "
-              f"cost fraction at best single score {out['candidates'][name]['fraction_of_cost_at_best_score']}",
-              file=sys.stderr)
+        m = out["candidates"][name]
+        print(f"# validation {name}: score@40% {m['score_at_40pct_cost']}, cost fraction at best single score "
+              f"{m['fraction_of_cost_at_best_score']}, mean AUROC {m['mean_auroc']}", file=sys.stderr)
 
     def rank(n: str) -> tuple[float, float]:
         m = out["candidates"][n]

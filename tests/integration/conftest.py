@@ -72,17 +72,27 @@ def vllm_tiny(tiny_model_dir, tmp_path_factory):
     stop(proc)
 
 
-def write_config(path: Path, port: int, backends: list[tuple[str, str, str]], ledger: Path | None = None,
-                 admin_key: str | None = None, **router) -> Path:
-    lines = [f"ledger_url = \"sqlite:///{ledger or path.with_suffix('.db')}\"\n",
-             f"[gateway]\nport = {port}\nhealth_interval_s = 3600\n"]
+def write_config(path: Path, port: int, backends: list[tuple], ledger: Path | None = None,
+                 admin_key: str | None = None, predictor_path: Path | None = None,
+                 router_options: dict | None = None, **router) -> Path:
+    """A gateway TOML: ``backends`` are ``(name, url, model)`` at $0.5/$2 per M tokens, or
+    ``(name, url, model, price_in, price_out)``; ``router`` keys go to ``[router]`` and
+    ``router_options`` to ``[router.options]`` (the strategy's constructor arguments)."""
+    lines = [f"ledger_url = \"sqlite:///{ledger or path.with_suffix('.db')}\"\n"]
+    if predictor_path is not None:
+        lines.append(f'predictor_path = "{predictor_path}"\n')
+    lines.append(f"[gateway]\nport = {port}\nhealth_interval_s = 3600\n")
     if admin_key:
         lines.append(f'admin_key = "{admin_key}"\n')
     lines.append("[router]\n")
     lines += [f"{k} = {v!r}\n".replace("'", '"') for k, v in router.items()]
-    for name, url, model in backends:
+    if router_options:
+        lines.append("[router.options]\n")
+        lines += [f"{k} = {v!r}\n".replace("'", '"') for k, v in router_options.items()]
+    for name, url, model, *prices in backends:
+        pin, pout = prices or (0.5, 2.0)
         lines.append(f'[[backends]]\nname = "{name}"\nurl = "{url}"\nmodel = "{model}"\n'
-                     'price_input_per_m = 0.5\nprice_output_per_m = 2.0\n')
+                     f'price_input_per_m = {pin}\nprice_output_per_m = {pout}\n')
     path.write_text("".join(lines))
     return path
 
@@ -115,4 +125,64 @@ def gateway_stack(vllm_tiny, tmp_path_factory):
     gw = start_gateway(cfg, port, d / "gw.log")
     stop(doomed)
     yield {"gw": f"http://127.0.0.1:{port}", "vllm": vllm_tiny, "cfg": cfg, "dir": d, "admin_key": ADMIN_KEY}
+    stop(gw)
+
+
+@pytest.fixture(scope="session")
+def testbed_servers(tmp_path_factory):
+    """Every testbed model (``testbed/models``) on its own vLLM CPU server, started once per session.
+
+    Yields ``{name: testbed.serve.VllmServer}`` (``.base_url`` ends in ``/v1``,
+    ``.port`` for a gateway backend URL). The servers start in parallel (each
+    waits on its own start-up) and stay up together: the two tiny models fit
+    in memory side by side, and test_testbed_vllm.py and test_routing_vllm.py
+    share them instead of paying vLLM's start-up once per file.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from testbed.models import list_models
+    from testbed.serve import VllmServer
+
+    _need_vllm()
+    names = list_models()
+    if not names:
+        pytest.skip("no testbed models under testbed/models")
+    d = tmp_path_factory.mktemp("vllm-testbed")
+    servers = {n: VllmServer(n, log_path=d / f"{n}.log") for n in names}
+    try:
+        with ThreadPoolExecutor(len(servers)) as ex:
+            for f in [ex.submit(s.start, VLLM_START_TIMEOUT) for s in servers.values()]:
+                f.result()
+        yield servers
+    finally:
+        for s in servers.values():
+            s.stop()
+
+
+TESTBED_PREDICTOR = ROOT / "artifacts" / "testbed-structural.pkl"
+
+
+@pytest.fixture(scope="session")
+def testbed_gateway(testbed_servers, tmp_path_factory):
+    """``thinkgate serve`` in front of tg-small and tg-large, strategy ``tiers`` escalating to the top tier.
+
+    Prices are the testbed stack's (``testbed.stack.PRICES``: tg-large 5x
+    tg-small); the predictor is the shipped artifact trained on the committed
+    headline train table. Yields ``{"gw": url, "dir": folder, "log": path}``.
+    See tests/integration/test_routing_vllm.py for why this strategy.
+    """
+    from testbed.stack import PRICES
+
+    need = ("tg-small", "tg-large")
+    if any(n not in testbed_servers for n in need):
+        pytest.skip(f"needs testbed models {need}, found {sorted(testbed_servers)}")
+    if not TESTBED_PREDICTOR.is_file():
+        pytest.skip(f"predictor artifact {TESTBED_PREDICTOR} is missing")
+    d = tmp_path_factory.mktemp("gw-testbed")
+    port = free_port()
+    backends = [(f"{n}-0", f"http://127.0.0.1:{testbed_servers[n].port}", n, *PRICES[n]) for n in need]
+    cfg = write_config(d / "tg.toml", port, backends, ledger=d / "ledger.db", predictor_path=TESTBED_PREDICTOR,
+                       router_options={"escalate": "top", "target_share": 0.5}, strategy="tiers")
+    gw = start_gateway(cfg, port, d / "gw.log")
+    yield {"gw": f"http://127.0.0.1:{port}", "dir": d, "log": d / "gw.log"}
     stop(gw)

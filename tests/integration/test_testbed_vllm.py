@@ -1,7 +1,7 @@
 """Each testbed model served by a real vLLM CPU server: thinking split, native budget, budget-accuracy shape.
 
-One session-scoped server per model (started one at a time, killed after its
-tests). Greedy decoding, so the seeded 60-problem eval is deterministic; the
+The servers are the session's shared ``testbed_servers`` (conftest.py: every
+model started once, shared with test_routing_vllm.py). Greedy decoding, so the seeded 60-problem eval is deterministic; the
 margins asserted are far inside what the model card measures.
 """
 
@@ -26,20 +26,15 @@ EVAL_DIFFICULTIES = (1, 2, 3, 4, 5, 6)
 
 
 @pytest.fixture(scope="session", params=list_models())
-def served(request, tmp_path_factory):
+def served(request, testbed_servers):
+    from testbed.evaluate import VllmSampler
     from testbed.models import model_path
-    from testbed.serve import VllmServer
 
     name = request.param
-    log = tmp_path_factory.mktemp("vllm") / f"{name}.log"
-    srv = VllmServer(name, log_path=log)
-    srv.start(timeout_s=420)
-    from testbed.evaluate import VllmSampler
-
-    sampler = VllmSampler(srv.base_url, name, model_path(name) / "tokenizer.json", concurrency=16, seed=0)
+    sampler = VllmSampler(testbed_servers[name].base_url, name, model_path(name) / "tokenizer.json",
+                          concurrency=16, seed=0)
     yield name, sampler
     sampler.close()
-    srv.stop()
 
 
 def test_thinking_split_and_native_budget(served):

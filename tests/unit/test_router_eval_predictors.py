@@ -78,6 +78,7 @@ def test_select_predictor_uses_a_disjoint_validation_fold_and_ranks_by_the_40pct
         assert [p["kappa"] for p in m["curve"]] == list(kappas)
         # The task is learnable: routing keeps the full score at well under the dear model's cost.
         assert m["fraction_of_cost_at_best_score"] is not None and m["fraction_of_cost_at_best_score"] < 0.8, name
+        assert m["mean_auroc"] is not None and m["mean_auroc"] > 0.9, name  # cheap's success is predictable
     best = max(sel["candidates"], key=lambda n: sel["candidates"][n]["score_at_40pct_cost"] or -1)
     ties = [n for n in sel["candidates"]
             if sel["candidates"][n]["score_at_40pct_cost"] == sel["candidates"][best]["score_at_40pct_cost"]]
