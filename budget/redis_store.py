@@ -23,6 +23,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any
 
+from budget._redis_pipe import ScriptPipe, pack
 from budget.ledger import (
     KEEP_S,
     BudgetExceeded,
@@ -111,6 +112,9 @@ class RedisLedger:
         # instead of failing once the pool is exhausted.
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=30)
         self._r = aioredis.Redis.from_pool(pool)
+        # Script calls (the per-request path) go through one pipelined
+        # connection; tenant admin and reads use the pool.
+        self._pipe = ScriptPipe(pool)
         self._month: tuple[float, float, int] = (0.0, 0.0, 0)  # cached [start, end) of the current month
         names = (*_OPS, "batch", "expire", "add_tenant", "stats_add")
         self._src = {n: _script(n, prefix) for n in names}
@@ -170,10 +174,7 @@ class RedisLedger:
         results: list[Any] = [None] * len(calls)
         todo = list(range(len(calls)))
         for _ in range(3):
-            pipe = self._r.pipeline(transaction=False)
-            for i in todo:
-                pipe.evalsha(self._sha[calls[i][0]], 0, *calls[i][1])
-            out = await pipe.execute(raise_on_error=False)
+            out = await self._pipe.execute([pack(("EVALSHA", self._sha[calls[i][0]], 0, *calls[i][1])) for i in todo])
             retry = []
             for i, res in zip(todo, out, strict=True):
                 if isinstance(res, NoScriptError):  # did not run: reload and rerun just these
@@ -195,14 +196,17 @@ class RedisLedger:
 
     async def _evalsha(self, name: str, args: list[Any]) -> Any:
         """EVALSHA with reload-and-retry on NOSCRIPT (which means the script did not run)."""
-        from redis.exceptions import NoScriptError
+        from redis.exceptions import NoScriptError, ResponseError
 
         for _ in range(3):
-            try:
-                return await self._r.evalsha(self._sha[name], 0, *args)
-            except NoScriptError:
+            (res,) = await self._pipe.execute([pack(("EVALSHA", self._sha[name], 0, *args))])
+            if isinstance(res, NoScriptError):
                 self._sha.clear()
                 await self._ensure_scripts()
+                continue
+            if isinstance(res, ResponseError):
+                raise res
+            return res
         raise RuntimeError("redis: scripts keep disappearing (SCRIPT FLUSH loop?)")
 
     def _month_start(self, now: float) -> int:
@@ -365,5 +369,6 @@ class RedisLedger:
         return [float(h[str(i)]) for i in range(int(h["n"]))]
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the script connection and the connection pool."""
+        await self._pipe.close()
         await self._r.aclose()

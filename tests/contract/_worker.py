@@ -1,8 +1,9 @@
 """A stand-in gateway process for the multi-process contract tests.
 
-``python -m tests.contract._worker hammer KIND TARGET PREFIX TENANT N USD [START]`` waits
-until epoch time START (so several workers start together), tries N reserve+settle
-pairs and prints ``{"ok": .., "refused": .., "first": t0, "last": t1}``.
+``python -m tests.contract._worker hammer KIND TARGET PREFIX TENANT N USD`` connects,
+prints ``ready``, waits for a line on stdin (so several workers start together
+however long each took to start), tries N reserve+settle pairs and prints
+``{"ok": .., "refused": .., "first": t0, "last": t1}``.
 ``... crashy KIND TARGET PREFIX TENANT LOG USD`` reserves and settles forever,
 appending ``R id`` after each reserve and ``S id`` after each settle to LOG
 (flushed), until it is killed.
@@ -20,10 +21,11 @@ from budget.ledger import BudgetExceeded, Cost
 from tests.contract._stores import make_store
 
 
-async def hammer(kind: str, target: str, prefix: str, tenant: str, n: int, usd: float, start: float) -> None:
+async def hammer(kind: str, target: str, prefix: str, tenant: str, n: int, usd: float) -> None:
     store = make_store(kind, target, prefix)
-    await store.get_tenant(tenant)  # connect before the start line
-    await asyncio.sleep(max(0.0, start - time.time()))
+    await store.get_tenant(tenant)  # connect before the start signal
+    print("ready", flush=True)
+    sys.stdin.readline()  # blocking on purpose: nothing else runs before the start
     first = time.time()
     ok = refused = 0
     for _ in range(n):
@@ -53,7 +55,6 @@ async def crashy(kind: str, target: str, prefix: str, tenant: str, log: str, usd
 if __name__ == "__main__":
     mode, kind, target, prefix, tenant, arg, usd = sys.argv[1:8]
     if mode == "hammer":
-        start = float(sys.argv[8]) if len(sys.argv) > 8 else 0.0
-        asyncio.run(hammer(kind, target, prefix, tenant, int(arg), float(usd), start))
+        asyncio.run(hammer(kind, target, prefix, tenant, int(arg), float(usd)))
     else:
         asyncio.run(crashy(kind, target, prefix, tenant, arg, float(usd)))

@@ -178,10 +178,15 @@ async def test_two_processes_never_spend_past_budget_together(backend):
     kind, target, prefix = backend
     store = make_store(kind, target, prefix)
     t, _ = await store.add_tenant("shared", budget_usd=0.2, budget_tokens=None, window="total")
-    start = time.time() + 3.0  # both workers import, connect, then start together
-    cmd = [sys.executable, "-m", "tests.contract._worker", "hammer", kind, target, prefix, t.id, "150", "0.001",
-           repr(start)]
-    procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    cmd = [sys.executable, "-m", "tests.contract._worker", "hammer", kind, target, prefix, t.id, "150", "0.001"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, env=_env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    # Both import and connect first (which can take seconds on a loaded machine), then start together.
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     outs = [json.loads(p.communicate(timeout=120)[0].strip().splitlines()[-1]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     # They really ran at the same time, and together admitted exactly what fits.
