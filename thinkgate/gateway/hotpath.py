@@ -8,6 +8,10 @@ the gateway's added latency under a millisecond (``bench/proxy_overhead.py``).
 A watcher task listens for ``http.disconnect`` while the request is served and
 cancels the handler when the client goes away; the cancellation closes the
 upstream connection, which makes vLLM abort the generation (no orphan work).
+The watcher starts only once a request has lasted ``WATCH_AFTER_S``: a task
+per request costs more than everything else the gateway does for a short
+request, and a disconnect during the first milliseconds is still seen (the
+server remembers it) as soon as the watcher starts.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from server import Gateway
 
 HOT_PATHS: dict[str, Endpoint] = {"/v1/chat/completions": "chat", "/v1/completions": "completions"}
+WATCH_AFTER_S = 0.02  # requests shorter than this never start a disconnect watcher
 _JSON_HDR = (b"content-type", b"application/json")
 _SSE_HDRS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
@@ -80,39 +85,39 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
     rid = headers.get(b"x-request-id", b"").decode("latin-1") or new_id()
     route = scope["path"]
     started = [False]
-    watcher: asyncio.Task[None] | None = None
+    watch: _DisconnectWatch | None = None
 
     async def tracked_send(msg: dict[str, Any]) -> None:
         if msg["type"] == "http.response.start":
             started[0] = True
-        elif not msg.get("more_body", False) and watcher is not None:
+        elif not msg.get("more_body", False) and watch is not None:
             # Response complete: a disconnect from now on must not cancel the
             # settlement and bookkeeping that follow.
-            watcher.cancel()
+            watch.stop()
         await send(msg)
 
     try:
         raw = await _read_body(receive, headers, gw.settings.gateway.max_body_bytes)
         # From here on the client can only send a disconnect: watch for it.
-        watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, asyncio.current_task()))
+        watch = _DisconnectWatch(receive, asyncio.current_task())
         await _complete(gw, raw, headers, endpoint, route, rid, t0, tracked_send)
     except E.GatewayError as exc:
-        gw.metrics.child(gw.metrics.requests, route, str(exc.status), "").inc()
-        gw.metrics.child(gw.metrics.errors, route, str(exc.status), exc.type).inc()
+        gw.metrics.requests.labels(route, str(exc.status), "").inc()
+        gw.metrics.errors.labels(route, str(exc.status), exc.type).inc()
         if not started[0]:
             await send_json(send, exc.status, orjson.dumps(exc.body()), {"x-request-id": rid, **exc.headers})
     except asyncio.CancelledError:
-        if watcher is None or not watcher.done() or watcher.cancelled():
+        if watch is None or not watch.fired:
             raise  # server shutdown, not a client disconnect
-        gw.metrics.child(gw.metrics.requests, route, "499", "").inc()
+        gw.metrics.requests.labels(route, "499", "").inc()
     except Exception as exc:  # noqa: BLE001 - the server must stay up
-        gw.metrics.child(gw.metrics.errors, route, "500", "server_error").inc()
+        gw.metrics.errors.labels(route, "500", "server_error").inc()
         if not started[0]:
             err = E.GatewayError(f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
             await send_json(send, 500, orjson.dumps(err.body()), {"x-request-id": rid})
     finally:
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
+        if watch is not None:
+            watch.stop()
 
 
 async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) -> bytes:
@@ -132,6 +137,37 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], limit: int) 
         chunks.append(chunk)
         if not msg.get("more_body", False):
             return b"".join(chunks) if len(chunks) > 1 else chunk
+
+
+class _DisconnectWatch:
+    """Cancels ``task`` when the client disconnects; starts watching after ``WATCH_AFTER_S``."""
+
+    __slots__ = ("receive", "task", "timer", "watcher")
+
+    def __init__(self, receive: Receive, task: asyncio.Task[Any] | None) -> None:
+        self.receive = receive
+        self.task = task
+        self.watcher: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(WATCH_AFTER_S, self._start)
+
+    def _start(self) -> None:
+        self.timer = None
+        self.watcher = asyncio.ensure_future(_cancel_on_disconnect(self.receive, self.task))
+
+    def stop(self) -> None:
+        """No more watching (response complete or request over); idempotent."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        w = self.watcher
+        if w is not None and not w.done():
+            w.cancel()
+
+    @property
+    def fired(self) -> bool:
+        """True when the client's disconnect cancelled the task."""
+        w = self.watcher
+        return w is not None and w.done() and not w.cancelled()
 
 
 async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[Any] | None) -> None:
@@ -177,14 +213,14 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         assert gw.upstream is not None
         replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
         out.backend = replica.name
-        inflight = gw.metrics.child(gw.metrics.inflight, replica.name)
+        inflight = gw.metrics.inflight.labels(replica.name)
         inflight.inc()
         completed = False
         try:
             if resp.status != 200:
                 raw_err = await _read_all(resp, replica)
-                gw.metrics.child(gw.metrics.requests, route, str(resp.status), replica.name).inc()
-                gw.metrics.child(gw.metrics.errors, route, str(resp.status), "upstream").inc()
+                gw.metrics.requests.labels(route, str(resp.status), replica.name).inc()
+                gw.metrics.errors.labels(route, str(resp.status), "upstream").inc()
                 # vLLM's 4xx (e.g. a validate_params ValueError) reaches the client unchanged.
                 await send_json(send, resp.status, raw_err, {"x-request-id": rid, "x-thinkgate-backend": replica.name})
                 completed = True
@@ -221,9 +257,9 @@ def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -
         return
     out.actual_usd = cost_usd(usage, replica.price_input_per_m, replica.price_output_per_m)
     m = gw.metrics
-    m.child(m.tokens, "prompt", replica.name).inc(usage.prompt_tokens)
-    m.child(m.tokens, "thinking", replica.name).inc(usage.thinking_tokens or 0)
-    m.child(m.tokens, "answer", replica.name).inc(usage.answer_tokens)
+    m.tokens.labels("prompt", replica.name).inc(usage.prompt_tokens)
+    m.tokens.labels("thinking", replica.name).inc(usage.thinking_tokens or 0)
+    m.tokens.labels("answer", replica.name).inc(usage.answer_tokens)
 
 
 async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Response, route: str,
@@ -248,8 +284,8 @@ async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Respons
     else:
         body = splice_member(raw, obj, b"thinkgate", tg)
     await send_json(send, 200, body, decision_headers(out, rid))
-    gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
-    gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)
+    gw.metrics.requests.labels(route, "200", replica.name).inc()
+    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
 async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
@@ -266,7 +302,7 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
             if chunk:
                 if first and relay.saw_token:
                     first = False
-                    gw.metrics.child(gw.metrics.ttft, route, replica.name).observe(time.perf_counter() - t0)
+                    gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except BaseException:
         # Client gone or upstream cut: account for the tokens generated so far.
@@ -279,8 +315,8 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
              "created": relay.created or int(time.time()), "model": relay.model or out.decision.model,
              "choices": [], "thinkgate": thinkgate_object(out)}
     await send({"type": "http.response.body", "body": tail + b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
-    gw.metrics.child(gw.metrics.requests, route, "200", replica.name).inc()
-    gw.metrics.child(gw.metrics.latency, route).observe(time.perf_counter() - t0)
+    gw.metrics.requests.labels(route, "200", replica.name).inc()
+    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
 
 
 def splice_member(raw: bytes, obj: dict[str, Any], key: bytes, value: bytes) -> bytes:

@@ -46,6 +46,9 @@ class ParsedRequest:
     body: dict[str, Any]
 
 
+_AUTO = ThinkgateOptions()
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -70,7 +73,7 @@ def _number(ext: dict[str, Any], key: str, lo: float, hi: float, *, lo_open: boo
 def parse_options(ext: Any) -> ThinkgateOptions:
     """Validate the ``thinkgate`` object of a request body."""
     if ext is None:
-        return ThinkgateOptions()
+        return _AUTO  # frozen: one shared instance for the common case
     if not isinstance(ext, dict):
         raise InvalidRequest("thinkgate must be an object", param="thinkgate")
     for key in ext:
