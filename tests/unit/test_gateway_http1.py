@@ -123,7 +123,7 @@ async def test_chunked_body_arrives_piece_by_piece():
         assert rest == b"data: b\n"
         assert await resp.read_chunk() == b""
         resp.release()
-        assert p._open == 1 and len(p._idle[("127.0.0.1", int(s.url.rsplit(":", 1)[1]))]) == 1
+        assert p._open == 1 and len(p._idle[("127.0.0.1", int(s.url.rsplit(":", 1)[1]), False)]) == 1
         await p.close()
 
 
@@ -339,3 +339,56 @@ async def test_upstream_resends_once_after_a_disconnect_before_any_answer():
         resp.release()
         bp.release(replica)
         assert bp.replicas["b0"].healthy
+
+
+async def test_large_body_read_whole_and_url_path_prefix():
+    big = b"x" * (3 * 1024 * 1024)  # well past the pause threshold: read() must not stall
+
+    async def handler(r, w, s):
+        await s.read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big))
+        for i in range(0, len(big), 65536):
+            w.write(big[i:i + 65536])
+            await w.drain()
+        await r.read()
+
+    async with Server(handler) as s:
+        p = pool(read_timeout_s=5.0)
+        resp = await p.request(s.url + "/prefix/", "POST", "/v1/x", b"{}")
+        assert await asyncio.wait_for(resp.read(), 10) == big
+        resp.release()
+        assert s.requests[0].startswith(b"POST /prefix/v1/x HTTP/1.1\r\n")
+        await p.close()
+
+
+async def test_slow_reader_pauses_and_resumes_a_large_stream():
+    piece = b"y" * 65536
+    n = 64  # 4 MiB through a reader that takes its time
+
+    async def handler(r, w, s):
+        await s.read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(n):
+            w.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            await w.drain()
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+        await r.read()
+
+    async with Server(handler) as s:
+        p = pool()
+        resp = await p.request(s.url, "POST", "/", b"{}")
+        total, paused_seen = 0, False
+        while chunk := await asyncio.wait_for(resp.read_chunk(), 10):
+            total += len(chunk)
+            await asyncio.sleep(0.01)
+            paused_seen = paused_seen or resp._conn.paused  # read_chunk() resumes it again
+        assert total == n * len(piece)
+        resp.release()
+        await p.close()
+        assert paused_seen  # flow control engaged, and reading resumed every time
+
+
+def test_backend_url_must_be_http():
+    with pytest.raises(ValueError, match="http"):
+        pool()._base("ftp://example.com")

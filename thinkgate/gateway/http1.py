@@ -30,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -79,7 +80,7 @@ def _on_timeout(waiter: asyncio.Future[None]) -> None:
 class _Conn(asyncio.Protocol):
     """One keep-alive connection; the parser callbacks fill the current response's state."""
 
-    def __init__(self, pool: HTTP1Pool, key: tuple[str, int]) -> None:
+    def __init__(self, pool: HTTP1Pool, key: tuple[str, int, bool]) -> None:
         self.pool = pool
         self.key = key
         self.loop = asyncio.get_running_loop()
@@ -101,6 +102,7 @@ class _Conn(asyncio.Protocol):
         self.complete = False
         self.keep_alive = False
         self.length_known = False  # content-length or chunked: EOF before the end is an error
+        self.whole = False  # the reader wants the whole body: never pause reading
         self.exc: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
 
@@ -148,7 +150,7 @@ class _Conn(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered >= _PAUSE_AT and not self.paused and self.transport is not None:
+        if self.buffered >= _PAUSE_AT and not self.paused and not self.whole and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
         self._wake()
@@ -203,6 +205,10 @@ class Response:
     async def read(self) -> bytes:
         """The whole body (waits for the end of the message)."""
         c = self._conn
+        c.whole = True
+        if c.paused and not c.lost and c.transport is not None:
+            c.paused = False
+            c.transport.resume_reading()
         while not c.complete:
             await c.wait()
         body = b"".join(c.chunks) if len(c.chunks) != 1 else c.chunks[0]
@@ -250,20 +256,24 @@ class HTTP1Pool:
         self.read_timeout_s = read_timeout_s
         self.max_connections = max_connections
         self.keepalive_s = keepalive_s
-        self._idle: dict[tuple[str, int], list[_Conn]] = {}
+        self._idle: dict[tuple[str, int, bool], list[_Conn]] = {}  # (host, port, tls) -> idle connections
         self._open = 0  # connections open or being opened (idle ones included)
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        self._bases: dict[str, tuple[tuple[str, int], bytes]] = {}  # base url -> (key, Host header line)
+        # base url -> (key, path prefix, Host header line)
+        self._bases: dict[str, tuple[tuple[str, int, bool], str, bytes]] = {}
+        self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
-    def _base(self, base_url: str) -> tuple[tuple[str, int], bytes]:
+    def _base(self, base_url: str) -> tuple[tuple[str, int, bool], str, bytes]:
         hit = self._bases.get(base_url)
         if hit is None:
             u = urlsplit(base_url)
-            if u.scheme != "http" or not u.hostname:
-                raise ValueError(f"backend url must be http://host[:port], got {base_url!r}")
-            port = u.port or 80
-            hit = self._bases[base_url] = ((u.hostname, port), f"Host: {u.netloc}\r\n".encode("latin-1"))
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError(f"backend url must be http(s)://host[:port][/prefix], got {base_url!r}")
+            tls = u.scheme == "https"
+            key = (u.hostname, u.port or (443 if tls else 80), tls)
+            host = u.netloc.rpartition("@")[2]
+            hit = self._bases[base_url] = (key, u.path.rstrip("/"), f"Host: {host}\r\n".encode("latin-1"))
         return hit
 
     async def request(self, base_url: str, method: str, path: str, body: bytes = b"",
@@ -275,10 +285,10 @@ class HTTP1Pool:
         while waiting for the headers. On any error or cancellation the
         connection is closed (never reused half-way through a message).
         """
-        key, host_line = self._base(base_url)
+        key, prefix, host_line = self._base(base_url)
         conn = await self._acquire(key)
         conn.uses += 1
-        head = [f"{method} {path} HTTP/1.1\r\n".encode("latin-1"), host_line]
+        head = [f"{method} {prefix}{path} HTTP/1.1\r\n".encode("latin-1"), host_line]
         for k, v in headers:
             head.append(f"{k}: {v}\r\n".encode("latin-1"))
         head.append(b"Content-Length: %d\r\n\r\n" % len(body))
@@ -294,7 +304,7 @@ class HTTP1Pool:
             raise
         return Response(conn)
 
-    async def _acquire(self, key: tuple[str, int]) -> _Conn:
+    async def _acquire(self, key: tuple[str, int, bool]) -> _Conn:
         idle = self._idle.get(key)
         now = time.monotonic()
         while idle:
@@ -325,11 +335,15 @@ class HTTP1Pool:
             self._wake_slot()
             raise
 
-    async def _connect(self, key: tuple[str, int]) -> _Conn:
+    async def _connect(self, key: tuple[str, int, bool]) -> _Conn:
         loop = asyncio.get_running_loop()
+        tls: ssl.SSLContext | None = None
+        if key[2]:
+            tls = self._ssl = self._ssl or ssl.create_default_context()
         try:
-            _, conn = await asyncio.wait_for(loop.create_connection(lambda: _Conn(self, key), key[0], key[1]),
-                                             self.connect_timeout_s)
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(lambda: _Conn(self, key), key[0], key[1], ssl=tls),
+                self.connect_timeout_s)
         except TimeoutError:
             raise ConnectTimeout(f"connect to {key[0]}:{key[1]} timed out after {self.connect_timeout_s}s") from None
         except OSError as exc:
