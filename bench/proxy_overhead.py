@@ -9,8 +9,10 @@ generator: non-stream and stream, concurrency 1, 32 and 128.
 With ``--json`` the last line is one JSON object with ``added_p50_ms_c1``,
 ``added_p99_ms_c1``, ``throughput_ratio_c128`` (non-stream) and the same keys
 suffixed ``_stream``, plus ``gateway_cpu_us_per_req`` and
-``backend_cpu_us_per_req`` (process CPU time per request, which does not
-depend on what else the machine is running, unlike wall-clock figures).
+``backend_cpu_us_per_req`` (process CPU time per request, which depends far
+less on what else the machine is running than wall-clock figures do), and
+``load_avg_1m_start``/``load_avg_1m_end`` (the machine's load around the run,
+to be quoted next to the figures).
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def main() -> None:
 
         cpu_n = 0
         cpu_gw = cpu_be = 0.0
+        load_start = os.getloadavg()[0]
         for stream in (False, True):
             sfx = "_stream" if stream else ""
             for conc in (1, 32, 128):
@@ -152,6 +155,9 @@ def main() -> None:
                 result[f"throughput_ratio_c{conc}{sfx}"] = round(row["ratio"], 3)
         result["gateway_cpu_us_per_req"] = round(cpu_gw / cpu_n * 1e6, 1)
         result["backend_cpu_us_per_req"] = round(cpu_be / cpu_n * 1e6, 1)
+        result["gateway_workers"] = args.gateway_workers
+        result["load_avg_1m_start"] = round(load_start, 2)
+        result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
         print(f"{'mode':<7}{'conc':>5}{'direct p50':>12}{'gw p50':>9}{'direct p99':>12}{'gw p99':>9}"
               f"{'direct rps':>12}{'gw rps':>9}{'ratio':>7}")
         for r in rows:
@@ -159,7 +165,8 @@ def main() -> None:
                   f"{r['gw_p50_ms']:>9.2f}{r['direct_p99_ms']:>12.2f}{r['gw_p99_ms']:>9.2f}"
                   f"{r['direct_rps']:>12.0f}{r['gw_rps']:>9.0f}{r['ratio']:>7.2f}")
         print(f"CPU per non-stream request through the gateway: gateway {result['gateway_cpu_us_per_req']} us, "
-              f"backend {result['backend_cpu_us_per_req']} us")
+              f"backend {result['backend_cpu_us_per_req']} us; load average (1 min) "
+              f"{result['load_avg_1m_start']} -> {result['load_avg_1m_end']}")
         if args.json:
             print(json.dumps(result))
     finally:
