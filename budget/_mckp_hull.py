@@ -28,6 +28,10 @@ import numpy as np
 
 __all__ = ["Hulls", "hull_increments"]
 
+# Below this many classes, compute all slopes of a step in a few whole-array
+# calls instead of one call per option (the per-call overhead then dominates).
+_COLUMNS_FROM = 4096
+
 # Compact the working arrays to the classes still stepping once fewer than this
 # fraction of them are left: a gather of all options costs about one pass.
 _COMPACT_BELOW = 0.7
@@ -86,11 +90,17 @@ def hull_increments(v: np.ndarray, c: np.ndarray) -> Hulls:
         # Base: values of the lightest options, -inf elsewhere (NaN from 0 * inf is
         # dropped by fmin), then the first column holding the best of them.
         cmin = cT.min(axis=0)
-        for j in range(m):
-            np.subtract(cmin, cT[j], out=buf[j])
-            np.multiply(buf[j], np.inf, out=buf[j])
-            np.fmin(vT[j], buf[j], out=buf[j])
-        base = _first_match(buf, buf.max(axis=0), hit, score)
+        if n_classes >= _COLUMNS_FROM:
+            for j in range(m):
+                np.subtract(cmin, cT[j], out=buf[j])
+                np.multiply(buf[j], np.inf, out=buf[j])
+                np.fmin(vT[j], buf[j], out=buf[j])
+            base = _first_match(buf, buf.max(axis=0), hit, score)
+        else:
+            np.subtract(cmin, cT, out=buf)
+            np.multiply(buf, np.inf, out=buf)
+            np.fmin(vT, buf, out=buf)
+            base = (buf == buf.max(axis=0)).argmax(axis=0)
         parts = _wrap(cT, vT, base, buf, hit, score)
     if parts:
         inc_class = np.concatenate([p[0] for p in parts])
@@ -112,6 +122,32 @@ def hull_increments(v: np.ndarray, c: np.ndarray) -> Hulls:
     return Hulls(base, inc_class[order], inc_to[order], inc_dw[order], inc_dp[order], eff[order])
 
 
+def _slopes_by_column(
+    C: np.ndarray, V: np.ndarray, cc: np.ndarray, cv: np.ndarray, S: np.ndarray, *, kill_lighter: bool
+) -> None:
+    """``S[j]`` = slope from (cc, cv) to option j: one option at a time (cache-friendly for many classes)."""
+    dw = np.empty(cc.size)
+    for j in range(C.shape[0]):
+        np.subtract(C[j], cc, out=dw)
+        np.subtract(V[j], cv, out=S[j])
+        np.divide(S[j], dw, out=S[j])
+        if kill_lighter:
+            np.multiply(dw, np.inf, out=dw)
+            np.minimum(S[j], dw, out=S[j])
+
+
+def _slopes_at_once(
+    C: np.ndarray, V: np.ndarray, cc: np.ndarray, cv: np.ndarray, S: np.ndarray, *, kill_lighter: bool
+) -> None:
+    """Same values as :func:`_slopes_by_column` in five calls (cheaper when few classes are left)."""
+    dw = C - cc
+    np.subtract(V, cv, out=S)
+    np.divide(S, dw, out=S)
+    if kill_lighter:
+        np.multiply(dw, np.inf, out=dw)
+        np.minimum(S, dw, out=S)
+
+
 def _wrap(
     cT: np.ndarray, vT: np.ndarray, base: np.ndarray, buf: np.ndarray, hit: np.ndarray, score: np.ndarray
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
@@ -119,8 +155,11 @@ def _wrap(
 
     Classes whose hull is finished keep reporting "no step" from their last
     vertex, so the working arrays are only compacted when that saves work.
+    Slopes: where the option is heavier than the current vertex, dp / dw; where
+    lighter, -inf (``min(x, dw * inf)``); where equally heavy, NaN, ignored by
+    ``fmax``. From the base no option is lighter and equally light ones are no
+    more valuable (slope -inf or NaN already), so the first step skips that.
     """
-    m = cT.shape[0]
     C, V = cT, vT  # options x working classes
     ids = np.arange(cT.shape[1])  # class id of each working column
     cur = base.copy()
@@ -132,24 +171,19 @@ def _wrap(
         cc = C[cur, cols]
         cv = V[cur, cols]
         S = buf[:, :a]
-        dw = np.empty(a)
-        for j in range(m):
-            np.subtract(C[j], cc, out=dw)
-            np.subtract(V[j], cv, out=S[j])
-            np.divide(S[j], dw, out=S[j])
-            if not first:
-                # Slope where the option is heavier; -inf where lighter; NaN
-                # (ignored) where equally heavy. From the base no option is
-                # lighter, and equally light ones are no more valuable (slope
-                # -inf or NaN already), so the first step can skip this.
-                np.multiply(dw, np.inf, out=dw)
-                np.minimum(S[j], dw, out=S[j])
+        if a >= _COLUMNS_FROM:
+            _slopes_by_column(C, V, cc, cv, S, kill_lighter=not first)
+        else:
+            _slopes_at_once(C, V, cc, cv, S, kill_lighter=not first)
         first = False
         best = np.fmax.reduce(S, axis=0)
         steps = np.flatnonzero(best > 0)
         if steps.size == 0:
             break
-        nx = _first_match(S, best, hit[:a], score[:a])[steps]
+        if a >= _COLUMNS_FROM:
+            nx = _first_match(S, best, hit[:a], score[:a])[steps]
+        else:  # few classes: argmax's copy is cheap and saves m calls
+            nx = (S[:, steps] == best[steps]).argmax(axis=0)
         parts.append((ids[steps], nx, C[nx, steps] - cc[steps], V[nx, steps] - cv[steps]))
         cur[steps] = nx
         if steps.size < _COMPACT_BELOW * a:
