@@ -1,4 +1,4 @@
-"""MiniLM on ONNX Runtime: export, agreement with the torch reference, bad input, caching.
+"""MiniLM on ONNX Runtime: export, agreement with the torch reference and of int8 with fp32, bad input, caching.
 
 Skips when the packaged model or ONNX Runtime is not installed.
 """
@@ -6,6 +6,9 @@ Skips when the packaged model or ONNX Runtime is not installed.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +32,7 @@ def featurizer(tmp_path_factory):
     f = MiniLMFeaturizer()
     f.transform(["warm up"])  # exports the ONNX graph into the temporary cache
     yield f
+    f._encoder = None
     if old is None:
         os.environ.pop("THINKGATE_CACHE_DIR", None)
     else:
@@ -77,3 +81,68 @@ def test_matches_torch_sentence_transformers(featurizer):
     ref = SentenceTransformer(str(model_dir()), device="cpu").encode(TEXTS, normalize_embeddings=True)
     got = featurizer.transform(TEXTS)
     assert np.abs(got - ref).max() < 1e-4
+
+
+# Texts of different kinds and lengths for the int8 tolerance check (no data needed).
+VARIED = TEXTS + [
+    "x",
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+    "How many clips did Natalia sell altogether in April and May?",
+    "def add(a, b):\n    return a + b\n# what does add(2, 3) return?",
+    "Which of the following is a prime number? (A) 21 (B) 27 (C) 29 (D) 33",
+    "Translate to French: the weather is nice today, let's go for a walk by the river.",
+    "SELECT name FROM users WHERE age > 30 ORDER BY name; -- explain this query",
+    "lorem ipsum " * 300,  # longer than MAX_TOKENS: truncated
+]
+
+
+def _shared_questions(n: int) -> list[str]:
+    root = Path(os.environ.get("THINKGATE_SHARED_DATA", Path(__file__).resolve().parents[2] / ".." / "shared" / "data"))
+    path = root / "gsm8k_test.jsonl"
+    if not path.is_file():
+        pytest.skip(f"needs {path} (shared data)")
+    return [json.loads(line)["question"] for line in path.read_text().splitlines()[:n] if line.strip()]
+
+
+def _int8_vs_fp32(featurizer, texts: list[str]) -> np.ndarray:
+    from predictors.featurizers import clean_text
+    from predictors.minilm import MiniLMEncoder
+
+    cleaned = [clean_text(t) for t in texts]
+    ref = featurizer.encoder.encode(cleaned)
+    got = MiniLMEncoder(int8=True).encode(cleaned)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    return (got * ref).sum(axis=1)
+
+
+def test_int8_fast_path_within_tolerance_of_fp32(featurizer):
+    # Tolerance of the fast path (featurizer minilm8), texts batched together as served:
+    # cosine to fp32 >= 0.99 for every text of >= 4 word pieces; >= 0.975 for the
+    # degenerate ones ("" and "x"), whose per-tensor activation scale in a shared run
+    # is set by the longer texts.
+    cos = _int8_vs_fp32(featurizer, VARIED)
+    pieces = np.array([len(featurizer.encoder.tokenizer.encode(t).ids) - 2 for t in VARIED])
+    assert cos[pieces >= 4].min() >= 0.99, cos
+    assert cos.min() >= 0.975 and cos.mean() >= 0.99, cos
+
+
+def test_int8_fast_path_within_tolerance_on_gsm8k(featurizer):
+    cos = _int8_vs_fp32(featurizer, _shared_questions(200))
+    assert cos.min() >= 0.99 and cos.mean() >= 0.995, (cos.min(), cos.mean())
+
+
+def test_length_buckets_cover_every_row_once_with_bounded_padding(featurizer):
+    enc = featurizer.encoder
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(3, 257, size=300)]
+    runs = enc.buckets(lengths)
+    flat = [i for run in runs for i in run]
+    assert sorted(flat) == list(range(300))
+    widths = [max(lengths[i] for i in run) for run in runs]
+    # Runs follow length order, and only single-row runs may exceed the token budget.
+    assert widths == sorted(widths)
+    assert all(len(run) * w <= enc.tokens_per_run or len(run) == 1 for run, w in zip(runs, widths, strict=True))
+    padded = sum(len(run) * w for run, w in zip(runs, widths, strict=True))
+    assert padded <= 1.25 * sum(lengths)
+    with pytest.raises(ValueError, match="tokens_per_run"):
+        type(enc)(tokens_per_run=0)
