@@ -10,8 +10,10 @@ process (``*_cpu_*``: what an idle core would take; they differ on a loaded box)
 ``--concurrency`` requests in flight (as a gateway process has), also with one
 request at a time (``*_serial``), and per CPU-second of the client process
 (``*_per_client_cpu_s``: what it sustains on a core of its own, which matters on
-a loaded machine). A throwaway redis-server is started for the Redis figures
-(they are null when the binary is missing).
+a loaded machine); for Redis also redis-server's CPU per pair
+(``redis_server_cpu_us_per_pair``, from /proc: the two processes share the
+cores). A throwaway redis-server is started for the Redis figures (they are
+null when the binary is missing).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import socket
 import statistics
@@ -79,7 +82,16 @@ def bench_online(n=20_000):
     return (time.perf_counter() - t0) / n * 1e6, (time.process_time() - c0) / n * 1e6
 
 
-async def ledger_pairs(store, pairs, concurrency):
+def proc_cpu_s(pid):
+    """User+system CPU seconds of process ``pid`` (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def ledger_pairs(store, pairs, concurrency, server_pid=None):
     t, _ = await store.add_tenant(f"bench{time.time_ns()}", budget_usd=1e6, budget_tokens=None, window="day")
     cost = Cost(usd=0.001, tokens=100)
 
@@ -90,11 +102,16 @@ async def ledger_pairs(store, pairs, concurrency):
 
     await worker(20)  # warm up connections and scripts
     per = pairs // concurrency
+    s0 = None if server_pid is None else proc_cpu_s(server_pid)
     t0, c0 = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker(per) for _ in range(concurrency)))
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    # Also per CPU-second of this (client) process: what a core of its own would sustain.
-    return per * concurrency / wall, per * concurrency / max(cpu, 1e-9)
+    s1 = None if s0 is None else proc_cpu_s(server_pid)
+    n = per * concurrency
+    # Also per CPU-second of this (client) process: what a core of its own would
+    # sustain; and the server's CPU per pair (clock ticks: coarse, 10 ms).
+    server_us = None if s0 is None or s1 is None else (s1 - s0) / n * 1e6
+    return n / wall, n / max(cpu, 1e-9), server_us
 
 
 def free_port():
@@ -135,7 +152,7 @@ async def bench_redis(pairs, concurrency):
                     time.sleep(0.05)
             store = RedisLedger(f"redis://127.0.0.1:{port}/0")
             try:
-                par = await ledger_pairs(store, pairs, concurrency)
+                par = await ledger_pairs(store, pairs, concurrency, server_pid=proc.pid)
                 ser = await ledger_pairs(store, pairs // 2, 1)
             finally:
                 await store.close()
@@ -163,6 +180,8 @@ def main():
         res[f"{name}_ops_per_s"] = None if par is None else par[0]
         res[f"{name}_ops_per_s_serial"] = None if ser is None else ser[0]
         res[f"{name}_ops_per_client_cpu_s"] = None if par is None else par[1]
+        if name == "redis":
+            res["redis_server_cpu_us_per_pair"] = None if par is None else par[2]
     targets = {"dp_1000x8_s": ("<=", 1.0), "greedy_10000x16_ms": ("<=", 30.0), "online_decision_us": ("<=", 50.0),
                "sqlite_ops_per_s": (">=", 2000.0), "redis_ops_per_s": (">=", 5000.0)}
     print(f"{'metric':<28}{'value':>12}  target")

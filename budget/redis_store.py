@@ -9,8 +9,14 @@ names from their arguments, so this store targets a single Redis (or a
 primary with replicas), not Redis Cluster.
 
 Script calls issued in the same event-loop tick (concurrent requests of one
-gateway process) are sent together as one pipeline of EVALSHA commands: one
-round trip for the lot, each script still atomic on its own.
+gateway process) travel together: reserve/settle/release/status calls as ONE
+batch script, other mixes as a pipeline of EVALSHA commands; one round trip
+for the lot, each operation still atomic on its own. Script calls go over one
+pipelined connection (``budget._redis_pipe``), not redis-py's per-command
+pool path, whose client CPU was the larger part of a reserve+settle pair. A
+call whose connection is lost fails with ``redis.exceptions.ConnectionError``
+and is never resent (a resent reservation could be applied twice); tenant
+administration and reads use redis-py's pool.
 """
 
 from __future__ import annotations
