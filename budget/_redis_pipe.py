@@ -104,6 +104,9 @@ class ScriptPipe:
             await link.conn.send_packed_command(b"".join(commands), check_health=False)
         except BaseException as exc:
             self._fail(link, exc)
+            for f in futs:  # the error is raised here; mark theirs as seen
+                if f.done() and not f.cancelled():
+                    f.exception()
             raise
         return [await f for f in futs]
 
