@@ -27,6 +27,7 @@ import orjson
 from router.seam import NoModelAvailable, UnknownModel
 from thinkgate.gateway import errors as E
 from thinkgate.gateway.http1 import ReadTimeout, Response, UpstreamError
+from thinkgate.gateway.metrics import Served
 from thinkgate.gateway.pipeline import (
     Outcome,
     cost_usd,
@@ -56,9 +57,9 @@ def _hdrs(d: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [(k.encode(), v.encode()) for k, v in d.items()]
 
 
-async def send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
+async def send_json(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status,
-                "headers": [_JSON_HDR, (b"content-length", str(len(body)).encode()), *_hdrs(headers)]})
+                "headers": [_JSON_HDR, (b"content-length", str(len(body)).encode()), *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -105,7 +106,7 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
         gw.metrics.requests.labels(route, str(exc.status), "").inc()
         gw.metrics.errors.labels(route, str(exc.status), exc.type).inc()
         if not started[0]:
-            await send_json(send, exc.status, orjson.dumps(exc.body()), {"x-request-id": rid, **exc.headers})
+            await send_json(send, exc.status, orjson.dumps(exc.body()), _hdrs({"x-request-id": rid, **exc.headers}))
     except asyncio.CancelledError:
         if watch is None or not watch.fired:
             raise  # server shutdown, not a client disconnect
@@ -114,7 +115,7 @@ async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive,
         gw.metrics.errors.labels(route, "500", "server_error").inc()
         if not started[0]:
             err = E.GatewayError(f"internal error: {type(exc).__name__}: {exc}", code="internal_error")
-            await send_json(send, 500, orjson.dumps(err.body()), {"x-request-id": rid})
+            await send_json(send, 500, orjson.dumps(err.body()), _hdrs({"x-request-id": rid}))
     finally:
         if watch is not None:
             watch.stop()
@@ -213,7 +214,8 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         assert gw.upstream is not None
         replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
         out.backend = replica.name
-        inflight = gw.metrics.inflight.labels(replica.name)
+        served = gw.metrics.served(route, replica.name)
+        inflight = served.inflight
         inflight.inc()
         completed = False
         try:
@@ -222,13 +224,14 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
                 gw.metrics.requests.labels(route, str(resp.status), replica.name).inc()
                 gw.metrics.errors.labels(route, str(resp.status), "upstream").inc()
                 # vLLM's 4xx (e.g. a validate_params ValueError) reaches the client unchanged.
-                await send_json(send, resp.status, raw_err, {"x-request-id": rid, "x-thinkgate-backend": replica.name})
+                await send_json(send, resp.status, raw_err,
+                                _hdrs({"x-request-id": rid, "x-thinkgate-backend": replica.name}))
                 completed = True
                 return
             if req.stream:
-                await _relay_stream(gw, req, out, replica, resp, route, rid, t0, send, end_id, client_ids)
+                await _relay_stream(gw, req, out, replica, resp, served, rid, t0, send, end_id, client_ids)
             else:
-                await _relay_json(gw, out, replica, resp, route, rid, t0, send, end_id, client_ids)
+                await _relay_json(gw, out, replica, resp, served, rid, t0, send, end_id, client_ids)
             completed = True
         finally:
             if completed:
@@ -251,18 +254,17 @@ def _estimate(predictor: Any, text: str, with_features: bool) -> tuple[tuple[Any
     return tuple(predictor.predict(text)), (predictor.features(text) if with_features else None)
 
 
-def _account(gw: Gateway, out: Outcome, replica: Replica, usage: Usage | None) -> None:
+def _account(served: Served, out: Outcome, replica: Replica, usage: Usage | None) -> None:
     out.usage = usage
     if usage is None:
         return
     out.actual_usd = cost_usd(usage, replica.price_input_per_m, replica.price_output_per_m)
-    m = gw.metrics
-    m.tokens.labels("prompt", replica.name).inc(usage.prompt_tokens)
-    m.tokens.labels("thinking", replica.name).inc(usage.thinking_tokens or 0)
-    m.tokens.labels("answer", replica.name).inc(usage.answer_tokens)
+    served.prompt.inc(usage.prompt_tokens)
+    served.thinking.inc(usage.thinking_tokens or 0)
+    served.answer.inc(usage.answer_tokens)
 
 
-async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Response, route: str,
+async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Response, served: Served,
                       rid: str, t0: float, send: Send, end_id: int | None, client_ids: bool) -> None:
     raw = await _read_all(resp, replica)
     try:
@@ -275,7 +277,7 @@ async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Respons
     thinking = count_thinking(obj, end_id)
     if usage is not None and thinking is not None:
         usage.thinking_tokens = thinking
-    _account(gw, out, replica, usage)
+    _account(served, out, replica, usage)
     tg = orjson.dumps(thinkgate_object(out))
     if end_id is not None and not client_ids:
         strip_token_ids(obj)
@@ -284,17 +286,17 @@ async def _relay_json(gw: Gateway, out: Outcome, replica: Replica, resp: Respons
     else:
         body = splice_member(raw, obj, b"thinkgate", tg)
     await send_json(send, 200, body, decision_headers(out, rid))
-    gw.metrics.requests.labels(route, "200", replica.name).inc()
-    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+    served.ok.inc()
+    served.latency.observe(time.perf_counter() - t0)
 
 
 async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: Replica,
-                        resp: Response, route: str, rid: str, t0: float, send: Send,
+                        resp: Response, served: Served, rid: str, t0: float, send: Send,
                         end_id: int | None, client_ids: bool) -> None:
     counter = ThinkCounter(end_id) if end_id is not None else None
     relay = SSERelay(req.include_usage, counter, strip_ids=counter is not None and not client_ids)
     await send({"type": "http.response.start", "status": 200,
-                "headers": [*_SSE_HDRS, *_hdrs(decision_headers(out, rid))]})
+                "headers": [*_SSE_HDRS, *decision_headers(out, rid)]})
     first = True
     try:
         while data := await resp.read_chunk():
@@ -302,21 +304,21 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
             if chunk:
                 if first and relay.saw_token:
                     first = False
-                    gw.metrics.ttft.labels(route, replica.name).observe(time.perf_counter() - t0)
+                    served.ttft.observe(time.perf_counter() - t0)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except BaseException:
         # Client gone or upstream cut: account for the tokens generated so far.
-        _account(gw, out, replica, relay.partial_usage())
+        _account(served, out, replica, relay.partial_usage())
         raise
     tail = relay.tail()
-    _account(gw, out, replica, relay.final_usage())
+    _account(served, out, replica, relay.final_usage())
     obj_name = "chat.completion.chunk" if req.endpoint == "chat" else "text_completion"
     final = {"id": relay.last_chunk_id or out.decision_id, "object": obj_name,
              "created": relay.created or int(time.time()), "model": relay.model or out.decision.model,
              "choices": [], "thinkgate": thinkgate_object(out)}
     await send({"type": "http.response.body", "body": tail + b"data: " + orjson.dumps(final) + b"\n\ndata: [DONE]\n\n"})
-    gw.metrics.requests.labels(route, "200", replica.name).inc()
-    gw.metrics.latency.labels(route).observe(time.perf_counter() - t0)
+    served.ok.inc()
+    served.latency.observe(time.perf_counter() - t0)
 
 
 def splice_member(raw: bytes, obj: dict[str, Any], key: bytes, value: bytes) -> bytes:

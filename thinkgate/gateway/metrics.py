@@ -108,6 +108,21 @@ class Family:
         return fam
 
 
+class Served:
+    """The children one successful request of a (route, backend) pair touches, looked up once."""
+
+    __slots__ = ("ok", "latency", "ttft", "prompt", "thinking", "answer", "inflight")
+
+    def __init__(self, m: Metrics, route: str, backend: str) -> None:
+        self.ok: Value = m.requests.labels(route, "200", backend)
+        self.latency: HistogramValue = m.latency.labels(route)
+        self.ttft: HistogramValue = m.ttft.labels(route, backend)
+        self.prompt: Value = m.tokens.labels("prompt", backend)
+        self.thinking: Value = m.tokens.labels("thinking", backend)
+        self.answer: Value = m.tokens.labels("answer", backend)
+        self.inflight: Value = m.inflight.labels(backend)
+
+
 class _Collector:
     def __init__(self, families: list[Family]) -> None:
         self.families = families
@@ -140,6 +155,14 @@ class Metrics:
         self.healthy = Gauge("thinkgate_backend_healthy", "1 when the backend passed its last health check",
                              ["backend"], registry=r)
         self.spend = Counter("thinkgate_spend_usd", "Settled spend in USD by tenant", ["tenant"], registry=r)
+        self._served: dict[tuple[str, str], Served] = {}
+
+    def served(self, route: str, backend: str) -> Served:
+        """The cached children of the success path for ``route`` on ``backend``."""
+        s = self._served.get((route, backend))
+        if s is None:
+            s = self._served[(route, backend)] = Served(self, route, backend)
+        return s
 
     def child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, kept for callers written against cached children."""

@@ -124,13 +124,15 @@ def thinkgate_object(out: Outcome) -> dict[str, Any]:
     }
 
 
-def decision_headers(out: Outcome, request_id: str) -> dict[str, str]:
+def decision_headers(out: Outcome, request_id: str) -> list[tuple[bytes, bytes]]:
+    """The ``x-request-id`` and ``X-Thinkgate-*`` response headers, as ASGI header pairs."""
     d = out.decision
-    return {
-        "x-request-id": request_id,
-        "x-thinkgate-decision-id": out.decision_id,
-        "x-thinkgate-model": d.model,
-        "x-thinkgate-backend": out.backend,
-        "x-thinkgate-thinking-budget": "unlimited" if d.thinking_budget is None else str(d.thinking_budget),
-        "x-thinkgate-mode": d.mode,
-    }
+    budget = d.thinking_budget
+    return [
+        (b"x-request-id", request_id.encode()),
+        (b"x-thinkgate-decision-id", out.decision_id.encode()),
+        (b"x-thinkgate-model", d.model.encode()),
+        (b"x-thinkgate-backend", out.backend.encode()),
+        (b"x-thinkgate-thinking-budget", b"unlimited" if budget is None else str(budget).encode()),
+        (b"x-thinkgate-mode", d.mode.encode()),
+    ]
