@@ -8,9 +8,10 @@ generator: non-stream and stream, concurrency 1, 32 and 128.
 
 With ``--json`` the last line is one JSON object with ``added_p50_ms_c1``,
 ``added_p99_ms_c1``, ``throughput_ratio_c128`` (non-stream) and the same keys
-suffixed ``_stream``, plus ``gateway_cpu_us_per_req`` and
-``backend_cpu_us_per_req`` (process CPU time per request, which depends far
-less on what else the machine is running than wall-clock figures do), and
+suffixed ``_stream``, plus ``gateway_cpu_us_per_req``,
+``backend_cpu_us_per_req`` and ``client_cpu_us_per_req`` (the load generator):
+process CPU time per non-stream request through the gateway, which depends far
+less on what else the machine is running than wall-clock figures do; and
 ``load_avg_1m_start``/``load_avg_1m_end`` (the machine's load around the run,
 to be quoted next to the figures).
 """
@@ -127,7 +128,8 @@ def main() -> None:
             return total
 
         cpu_n = 0
-        cpu_gw = cpu_be = 0.0
+        cpu_gw = cpu_be = cpu_cl = 0.0
+        me = psutil.Process()
         load_start = os.getloadavg()[0]
         for stream in (False, True):
             sfx = "_stream" if stream else ""
@@ -136,11 +138,12 @@ def main() -> None:
                 best: dict[str, tuple[list[float], float]] = {}
                 for _ in range(args.rounds):
                     for name, url in (("direct", direct), ("gateway", gateway)):
-                        g0, b0 = cpu(gw_proc), cpu(be_proc)
+                        g0, b0, c0 = cpu(gw_proc), cpu(be_proc), cpu(me)
                         lat, rps = asyncio.run(run_load(url, n, conc, stream))
                         if name == "gateway" and not stream:
                             cpu_gw += cpu(gw_proc) - g0
                             cpu_be += cpu(be_proc) - b0
+                            cpu_cl += cpu(me) - c0
                             cpu_n += n + min(20, n)
                         if name not in best or rps > best[name][1]:
                             best[name] = (lat, rps)
@@ -155,6 +158,7 @@ def main() -> None:
                 result[f"throughput_ratio_c{conc}{sfx}"] = round(row["ratio"], 3)
         result["gateway_cpu_us_per_req"] = round(cpu_gw / cpu_n * 1e6, 1)
         result["backend_cpu_us_per_req"] = round(cpu_be / cpu_n * 1e6, 1)
+        result["client_cpu_us_per_req"] = round(cpu_cl / cpu_n * 1e6, 1)  # the load generator itself
         result["gateway_workers"] = args.gateway_workers
         result["load_avg_1m_start"] = round(load_start, 2)
         result["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
