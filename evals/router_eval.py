@@ -44,7 +44,14 @@ from router.eval_predictors import (
     structural_block,
     trained_predictor,
 )
-from router.evaluation import GROUP_HALVES, run_policy, snapshot_from_prices, surface_group, views_for
+from router.evaluation import (
+    GROUP_HALVES,
+    decision_prices,
+    run_policy,
+    snapshot_from_prices,
+    surface_group,
+    views_for,
+)
 
 STRONG, WEAK = "llama-3.1-nemotron-51b-instruct", "qwen2.5-7b-instruct"
 KAPPAS = (0.0, 0.02, 0.05, 0.07, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -147,7 +154,7 @@ def pair_metrics(table: Any, ests: list[list[Any]], prices: dict[str, tuple[floa
 def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[str, tuple[float, float]],
                      full_pred: Any, config: PredictorConfig, kappa: float, seeds: int, alpha: float,
                      prior_weight: float, context: str = "both", validate: bool = False,
-                     alpha_no_prior: float | None = None) -> dict[str, Any]:
+                     alpha_no_prior: float | None = None, cost_model: str = "tokens") -> dict[str, Any]:
     """LinUCB with/without the half-A prior learning on half B (see the module docstring).
 
     ``validate`` scores on half-B train rows the stream never uses instead of
@@ -168,7 +175,7 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     pred_a = trained_predictor(a_train, config, "half-a")
     totals = {m: pi + po for m, (pi, po) in prices.items()}
     t_test, t_stream = table_from_rows(b_test, totals), table_from_rows(b_train, totals)
-    snap = snapshot_from_prices(prices)
+    snap = snapshot_from_prices(decision_prices(prices, cost_model))
     opts = t_test.options
     test_full = views_for(t_test.prompts, full_pred.predict_batch(t_test.prompts, opts))
     test_a = _with_features(views_for(t_test.prompts, pred_a.predict_batch(t_test.prompts, opts)), pred_a, context)
@@ -257,25 +264,25 @@ def _load(data: Path) -> tuple[list[Any], list[Any], dict[str, tuple[float, floa
 
 
 def resolve_predictor(name: str, train_rows: list[Any], prices: dict[str, tuple[float, float]],
-                      ) -> tuple[PredictorConfig, dict[str, Any] | None]:
+                      cost_model: str = "tokens") -> tuple[PredictorConfig, dict[str, Any] | None]:
     """``name`` from :data:`PREDICTOR_CONFIGS`, or ``"select"``: chosen on a validation fold of the train rows."""
     if name != "select":
         return PREDICTOR_CONFIGS[name], None
-    sel = select_predictor(train_rows, prices, UTILITY_KAPPAS)
+    sel = select_predictor(train_rows, prices, UTILITY_KAPPAS, cost_model=cost_model)
     return PREDICTOR_CONFIGS[sel["chosen"]], sel
 
 
-def tune(data: Path, predictor: str, seeds: int, kappa: float) -> list[dict[str, Any]]:
+def tune(data: Path, predictor: str, seeds: int, kappa: float, cost_model: str = "tokens") -> list[dict[str, Any]]:
     """Shift-experiment grid over context x alpha x prior weight, scored on held-out half-B train rows."""
     train_rows, test_rows, prices = _load(data)
-    config, _ = resolve_predictor(predictor, train_rows, prices)
+    config, _ = resolve_predictor(predictor, train_rows, prices, cost_model)
     pred = trained_predictor(train_rows, config, "full")
     out = []
     for context in ("estimates", "both"):
         for alpha in (0.05, 0.1, 0.3):
             for pw in (1.0, 3.0, 10.0):
                 r = shift_experiment(train_rows, test_rows, prices, pred, config, kappa, seeds, alpha, pw,
-                                     context, validate=True)
+                                     context, validate=True, cost_model=cost_model)
                 row = {"context": context, "alpha": alpha, "prior_weight": pw,
                        "offline": r["offline_full"]["score"], **{f"{v}@500": r["score"][v][r["checkpoints"].index(500)]
                                                                 for v in ("prior", "no_prior")}}
@@ -285,7 +292,7 @@ def tune(data: Path, predictor: str, seeds: int, kappa: float) -> list[dict[str,
 
 
 def evaluate(data: Path, predictor: str, seeds: int, shift_kappa: float, alpha: float,
-             prior_weight: float, context: str, alpha_no_prior: float) -> dict[str, Any]:
+             prior_weight: float, context: str, alpha_no_prior: float, cost_model: str = "tokens") -> dict[str, Any]:
     """The whole evaluation as one JSON-ready dict."""
     from evals.predict import predictor_fn
     from evals.replay import run_replay
@@ -293,14 +300,15 @@ def evaluate(data: Path, predictor: str, seeds: int, shift_kappa: float, alpha: 
     from evals.strategies import ReplayContext
 
     train_rows, test_rows, prices = _load(data)
-    config, selection = resolve_predictor(predictor, train_rows, prices)
+    config, selection = resolve_predictor(predictor, train_rows, prices, cost_model)
+    dprices = decision_prices(prices, cost_model)
     table = table_from_rows(test_rows, {m: pi + po for m, (pi, po) in prices.items()})
     pred = trained_predictor(train_rows, config, "full")
     ests = pred.predict_batch(table.prompts, table.options)
-    snap = snapshot_from_prices(prices)
+    snap = snapshot_from_prices(dprices)
     unit = lam_unit(views_for(table.prompts, ests), snap)
     runs: dict[str, Any] = {}
-    register_router_strategies(ests, prices, unit, runs)
+    register_router_strategies(ests, dprices, unit, runs)
     t0 = time.time()
     rep = run_replay(table, ("fixed", "best_single", "oracle", "random", "router_utility", "router_tiers",
                              "router_linucb"), ReplayContext(predictor=predictor_fn(pred)), STRONG, WEAK)
@@ -318,11 +326,11 @@ def evaluate(data: Path, predictor: str, seeds: int, shift_kappa: float, alpha: 
                    for k in runs if k.startswith("tiers@")}
     t0 = time.time()
     shift = shift_experiment(train_rows, test_rows, prices, pred, config, shift_kappa, seeds, alpha,
-                             prior_weight, context, alpha_no_prior=alpha_no_prior)
-    return {"n_test": len(table.prompts), "predictor": config.key(), "predictor_selection": selection,
+                             prior_weight, context, alpha_no_prior=alpha_no_prior, cost_model=cost_model)
+    return {"n_test": len(table.prompts), "predictor": config.key(), "cost_model": cost_model, "predictor_selection": selection,
             "lambda_unit": unit,
             "replay": rep, "replay_seconds": replay_s, "targets": target,
-            "tiers_escalation_share": tiers_share, "pair": pair_metrics(table, ests, prices, unit),
+            "tiers_escalation_share": tiers_share, "pair": pair_metrics(table, ests, dprices, unit),
             "shift": shift, "shift_seconds": time.time() - t0}
 
 
@@ -332,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("reports/router"), help="folder for results.json and plots")
     ap.add_argument("--predictor", default="select", choices=(*PREDICTOR_CONFIGS, "select"),
                     help="predictor configuration; 'select' picks one on a validation fold of train (default)")
+    ap.add_argument("--cost-model", default="tokens", choices=("tokens", "table"),
+                    help="prices the policies decide with: per-token prices (tokens) or the table's per-query cost")
     ap.add_argument("--seeds", type=int, default=5, help="stream orders averaged in the shift experiment")
     ap.add_argument("--shift-kappa", type=float, default=0.2, help="cost price in the shift experiment")
     ap.add_argument("--alpha", type=float, default=0.05, help="LinUCB exploration in the shift experiment")
@@ -346,11 +356,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.seeds < 1:
         raise SystemExit("--seeds: must be >= 1")
     if a.tune:
-        rows = tune(a.data, a.predictor, a.seeds, a.shift_kappa)
+        rows = tune(a.data, a.predictor, a.seeds, a.shift_kappa, a.cost_model)
         if a.json:
             print(json.dumps({"tune": rows}))
         return 0
-    res = evaluate(a.data, a.predictor, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context, a.alpha_no_prior)
+    res = evaluate(a.data, a.predictor, a.seeds, a.shift_kappa, a.alpha, a.prior_weight, a.context, a.alpha_no_prior,
+                   a.cost_model)
     a.out.mkdir(parents=True, exist_ok=True)
     from router.eval_plots import plot
 

@@ -153,15 +153,18 @@ def select_predictor(
     names: Sequence[str] = tuple(PREDICTOR_CONFIGS),
     val_fraction: float = 0.2,
     seed: int = 0,
+    cost_model: str = "tokens",
 ) -> dict[str, Any]:
     """Score each configuration in ``names`` on a validation fold of ``train_rows``; see the module docstring.
 
     Returns ``{"chosen": name, "candidates": {name: metrics}, "split": ...}``
-    where metrics hold the validation curve and the two criteria. Raises
+    where metrics hold the validation curve and the two criteria. The policy
+    decides with :func:`router.evaluation.decision_prices` of ``cost_model``;
+    costs are always scored in the table's ``input + output`` units. Raises
     ``ValueError`` for an unknown name or a fraction outside (0, 1).
     """
     from evals.replay_table import table_from_rows
-    from router.evaluation import run_policy, snapshot_from_prices, views_for
+    from router.evaluation import decision_prices, run_policy, snapshot_from_prices, views_for
     from router.options import build_candidates
     from router.strategies import UtilityPolicy
 
@@ -175,11 +178,12 @@ def select_predictor(
     val = [train_rows[i] for i in sorted(order[:n_val])]
     fit = [train_rows[i] for i in sorted(order[n_val:])]
     table = table_from_rows(val, {m: pi + po for m, (pi, po) in prices.items()})
-    snap = snapshot_from_prices(prices)
+    snap = snapshot_from_prices(decision_prices(prices, cost_model))
     means = table.scores.mean(axis=0)
     best_j = int(np.argmax(means))
     best_score, best_cost = float(means[best_j]), float(table.costs[:, best_j].mean())
     out: dict[str, Any] = {"split": {"fit_rows": len(fit), "val_rows": len(val), "seed": seed},
+                           "cost_model": cost_model,
                            "best_single": {"model": table.options[best_j], "score": best_score, "cost": best_cost},
                            "candidates": {}}
     for name in names:

@@ -23,6 +23,7 @@ from router.seam import ModelInfo, RequestView, RoutingSnapshot
 __all__ = [
     "GROUP_HALVES",
     "PolicyRun",
+    "decision_prices",
     "run_policy",
     "snapshot_from_prices",
     "surface_group",
@@ -66,6 +67,24 @@ def snapshot_from_prices(prices: Mapping[str, tuple[float, float]], aliases: Seq
     """A healthy snapshot with ``model -> (input, output) $ per million tokens``."""
     models = tuple(ModelInfo(m, float(pi), float(po), True, False, True) for m, (pi, po) in prices.items())
     return RoutingSnapshot(models, frozenset(aliases))
+
+
+def decision_prices(prices: Mapping[str, tuple[float, float]], cost_model: str) -> dict[str, tuple[float, float]]:
+    """The ``(input, output)`` prices a policy decides with, for an outcome table priced ``input + output`` per query.
+
+    ``"tokens"``: the prices as they are, so an option's expected cost grows
+    with the prompt's length (what the gateway does with real dollars).
+    ``"table"``: input price 0 and output price = input + output, so every
+    query's expected cost of a model is proportional to the table's own cost
+    of that model (LLMRouter: ``input_price + output_price``, whatever the
+    length): the policy then trades score against the cost it is scored on.
+    Raises ``ValueError`` for another ``cost_model``.
+    """
+    if cost_model == "tokens":
+        return {m: (float(pi), float(po)) for m, (pi, po) in prices.items()}
+    if cost_model == "table":
+        return {m: (0.0, float(pi) + float(po)) for m, (pi, po) in prices.items()}
+    raise ValueError(f"cost_model: unknown {cost_model!r}, available: table, tokens")
 
 
 def views_for(

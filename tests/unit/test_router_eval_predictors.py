@@ -90,3 +90,21 @@ def test_select_predictor_uses_a_disjoint_validation_fold_and_ranks_by_the_40pct
         select_predictor(rows, PRICES, kappas, names=("nope",))
     with pytest.raises(ValueError, match="val_fraction"):
         select_predictor(rows, PRICES, kappas, val_fraction=1.0)
+
+
+def test_decision_prices_table_model_makes_expected_cost_proportional_to_the_table_cost():
+    from predictors.model import OptionEstimate
+    from router.evaluation import decision_prices, snapshot_from_prices, views_for
+    from router.options import build_candidates
+
+    prices = {"cheap": (0.1, 0.3), "dear": (0.9, 0.9)}
+    ests = [OptionEstimate(m, 0.5, None, None, None, None) for m in prices]
+    for prompt in ("short", "x" * 4000):  # the prompt's length must not change the cost ratio
+        (v,) = views_for([prompt], [ests])
+        c = {x.model: x.cost_usd for x in build_candidates(v, snapshot_from_prices(decision_prices(prices, "table")))}
+        assert c["dear"] / c["cheap"] == pytest.approx(1.8 / 0.4)
+    (v,) = views_for(["x" * 4000], [ests])
+    c = {x.model: x.cost_usd for x in build_candidates(v, snapshot_from_prices(decision_prices(prices, "tokens")))}
+    assert c["dear"] / c["cheap"] != pytest.approx(1.8 / 0.4)  # per-token prices weigh the long prompt's input
+    with pytest.raises(ValueError, match="cost_model"):
+        decision_prices(prices, "dollars")
