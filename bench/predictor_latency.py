@@ -2,7 +2,7 @@
 
 Trains small predictors (synthetic outcome table with 9 options; latency does
 not depend on what was learned) with the ``hashed+structural`` featurizer and
-with ``minilm`` / ``minilm8`` (+hashed+structural), then times
+with ``minilm8`` / ``minilm`` (+hashed+structural), then times
 ``Predictor.predict`` on distinct GSM8K questions, so every MiniLM call is a
 cache miss. Also checks the ONNX Runtime embeddings against sentence-transformers
 on torch when that is installed (max abs difference, min cosine).
@@ -10,7 +10,12 @@ on torch when that is installed (max abs difference, min cosine).
     python bench/predictor_latency.py [--n 200] [--threads 2] [--json]
 
 With ``--json`` the last line is one JSON object with ``hashed_p50_ms``,
-``minilm_p50_ms``, ``minilm_batch64_ms`` (+ ``minilm8_*``, ``torch_*`` when measured).
+``minilm_p50_ms``, ``minilm_batch64_ms``: ``minilm`` there is the served fast
+path, featurizer ``minilm8`` (int8 graph). The fp32 graph is reported as
+``minilm_fp32_*``. ``*_cpu_ms`` are the process CPU times of the same calls
+(all threads): on a shared machine they move much less with other jobs' load
+than wall time. ``loadavg_start`` / ``loadavg_end`` are the 1-minute load
+averages around the run. ``torch_*`` when sentence-transformers is installed.
 """
 
 from __future__ import annotations
@@ -49,12 +54,15 @@ def _predictor(featurizer: str):  # -> Predictor
     return train_predictor(training_set_from_table(wide), featurizer)
 
 
-def _time(fn, reps: int) -> list[float]:
+def _time(fn, reps: int, cpu: list[float] | None = None) -> list[float]:
+    """Wall milliseconds of ``fn(i)`` for ``i < reps``; process CPU milliseconds appended to ``cpu``."""
     out = []
     for i in range(reps):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn(i)
         out.append((time.perf_counter() - t) * 1000)
+        if cpu is not None:
+            cpu.append((time.process_time() - c) * 1000)
     return out
 
 
@@ -73,28 +81,34 @@ def main() -> None:
     if args.threads:
         os.environ["THINKGATE_ORT_THREADS"] = str(args.threads)
     qs = _questions(args.n + 64 * (args.batches + 1) + 10)
-    res: dict[str, float | str | None] = {"cpus": os.cpu_count(), "n_options": 9}
+    res: dict[str, float | str | None] = {"cpus": os.cpu_count(), "n_options": 9, "loadavg_start": os.getloadavg()[0]}
 
     hashed = _predictor("hashed+structural")
     hashed.predict(qs[0])
     res["hashed_p50_ms"] = _p50(_time(lambda i: hashed.predict(qs[i]), args.n))
 
-    for name in ("minilm", "minilm8"):
+    for name, key in (("minilm8", "minilm"), ("minilm", "minilm_fp32")):
         pred = _predictor(f"{name}+hashed+structural")
         emb = pred.featurizer.parts[0]
         pred.predict("warm up")
-        single = _time(lambda i, p=pred: p.predict(qs[10 + i]), args.n)  # distinct: cache misses
+        pred.predict_batch(qs[-10:])
+        cpu1: list[float] = []
+        single = _time(lambda i, p=pred: p.predict(qs[10 + i]), args.n, cpu1)  # distinct: cache misses
         base = 10 + args.n
 
         def batch(i: int, p=pred, e=emb, base=base) -> None:
             e._cache.clear()
             p.predict_batch(qs[base + 64 * i : base + 64 * (i + 1)])
 
-        res[f"{name}_p50_ms"] = _p50(single)
-        res[f"{name}_batch64_ms"] = _p50(_time(batch, args.batches))
+        cpu64: list[float] = []
+        res[f"{key}_p50_ms"] = _p50(single)
+        res[f"{key}_p50_cpu_ms"] = _p50(cpu1)
+        res[f"{key}_batch64_ms"] = _p50(_time(batch, args.batches, cpu64))
+        res[f"{key}_batch64_cpu_ms"] = _p50(cpu64)
 
     if not args.skip_torch:
         res.update(_torch_check(qs[:64]))
+    res["loadavg_end"] = os.getloadavg()[0]
     rows = [(k, v) for k, v in res.items()]
     print(f"{'metric':<28} value")
     for k, v in rows:

@@ -142,7 +142,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(f"{'mean':<40} {'':>6} {_fmt(r['mean_auroc']):>7} {r['mean_brier']:>7.3f} {r['mean_ece']:>7.3f}", file=out)
     for kind, table in r["lengths"].items():
         for o, v in table.items():
-            print(f"{kind} tokens {o}: n={v['n']} MAE={v['mae']:.1f} p90 coverage={v['p90_coverage']:.3f}", file=out)
+            cap = "" if "at_cap_share" not in v else (
+                f" at cap={v['at_cap_share']:.3f} coverage below cap={_fmt(v['p90_coverage_below_cap'])}")
+            print(f"{kind} tokens {o}: n={v['n']} MAE={v['mae']:.1f} p90 coverage={v['p90_coverage']:.3f}"
+                  f" pinball={v['p90_pinball']:.2f}{cap}", file=out)
     rt = r["routing"]
     if rt["sweep"] is None:
         print("routing: skipped (no cost for every option, or no test row scored on every option)", file=out)

@@ -8,7 +8,14 @@ Definitions:
 * Brier score against the (possibly fractional) score;
 * ECE: 10 equal-width probability bins, ``sum_b (n_b / n) * |mean(p) - mean(score)|``;
 * length MAE of the predicted mean, and coverage = fraction of actual lengths
-  ``<=`` the predicted p90 (nominal 0.9);
+  ``<=`` the predicted p90 (nominal 0.9); the p90's pinball loss (tau = 0.9, in
+  tokens; a proper scoring rule for the 0.9-quantile, lower is better, so it
+  ranks quantile methods where coverage alone cannot); for options with a
+  thinking budget, the share of lengths at the cap (``>= budget - 1``: vLLM
+  counts the newline after ``<think>`` against the budget) and the coverage
+  among the lengths below it. Where more than 10% of an option's lengths sit
+  at the cap, a correct per-prompt p90 is the cap for those prompts, so
+  coverage above 0.9 is expected there, not a defect;
 * routing: per query pick ``argmax_j P_ij - lambda * cost_j`` over a lambda sweep;
   ``routed_score_at_40pct_cost`` is the best mean score among sweep points whose
   mean cost is <= 40% of the best single option's mean cost (``None`` if none).
@@ -26,7 +33,7 @@ import numpy as np
 from predictors.model import Predictor
 from predictors.train import TrainingSet
 
-__all__ = ["auroc", "brier", "ece", "evaluate_predictor", "load_costs", "routing_sweep"]
+__all__ = ["auroc", "brier", "ece", "evaluate_predictor", "load_costs", "pinball", "routing_sweep"]
 
 
 def auroc(p: np.ndarray, y: np.ndarray) -> float | None:
@@ -111,8 +118,20 @@ def _lengths_report(pred: Predictor, X: Any, test: TrainingSet, kind: str) -> di
         r = np.array([a for a, _ in rows])
         v = np.array([b for _, b in rows], float)
         mean, p90 = pred.lengths(X[r], [heads[j]])[0]  # type: ignore[misc]
-        out[o] = {"n": len(rows), "mae": float(np.abs(mean - v).mean()), "p90_coverage": float((v <= p90).mean())}
+        out[o] = {"n": len(rows), "mae": float(np.abs(mean - v).mean()), "p90_coverage": float((v <= p90).mean()),
+                  "p90_pinball": pinball(v, p90, 0.9)}
+        budget = pred.option_budget(o) if kind == "thinking" else None
+        if budget is not None:
+            below = v < budget - 1
+            out[o]["at_cap_share"] = float(1.0 - below.mean())
+            out[o]["p90_coverage_below_cap"] = float((v[below] <= p90[below]).mean()) if below.any() else None
     return out
+
+
+def pinball(y: np.ndarray, q: np.ndarray, tau: float) -> float:
+    """Mean pinball (quantile) loss of predictions ``q`` for the ``tau``-quantile of ``y``."""
+    d = np.asarray(y, float) - np.asarray(q, float)
+    return float(np.mean(np.maximum(tau * d, (tau - 1.0) * d)))
 
 
 def evaluate_predictor(pred: Predictor, test: TrainingSet, costs: Mapping[str, float] | None = None) -> dict[str, Any]:

@@ -70,9 +70,17 @@ class Calibrator:
 
 @dataclass
 class LengthHead:
-    """Log-normal token-length model for one option and one kind (thinking or answer).
+    """Token-length model for one option and one kind (thinking or answer).
 
-    ``log1p(tokens) ~ Normal(mu, sigma)`` with ``mu = x @ coef + intercept``;
+    Mean: ``log1p(tokens) ~ Normal(mu, sigma)`` with ``mu = x @ coef + intercept``.
+    p90, in order of preference:
+
+    * quantile head (``q_coef`` set): ``expm1(x @ q_coef + q_intercept + q90)``, a
+      linear 0.9-quantile regression of ``log1p(tokens)`` plus the conformal
+      correction ``q90`` of its held-out scores;
+    * ``expm1(mu + q90)``: conformal quantile of held-out residuals around ``mu``;
+    * ``expm1(mu + z90 * sigma)``: the normal rule (``q90`` is ``None``).
+
     ``cap`` (the option's thinking budget, if any) bounds the reported values
     because the budget is a hard cap at decode time.
     """
@@ -81,15 +89,25 @@ class LengthHead:
     intercept: float
     sigma: float
     cap: float | None = None
-    # Empirical 90% quantile of held-out residuals of log1p(tokens) (split
-    # conformal). Lengths pile up at a budget cap, so the residuals are far
-    # from normal there and z90 * sigma under-covers; None: use the normal rule.
+    # Conformal correction in log1p space (see above); None: normal rule.
     q90: float | None = None
+    # Linear 0.9-quantile head (None in artifacts trained before it existed, or
+    # where the features are sparse / too wide for the quantile fit).
+    q_coef: np.ndarray | None = None
+    q_intercept: float | None = None
 
-    def mean_p90(self, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(mean, p90) in tokens for an array of location parameters."""
+    def mean_p90(self, mu: np.ndarray, q_mu: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, p90) in tokens for location parameters ``mu`` (and quantile-head values ``q_mu``)."""
         mean = np.expm1(mu + 0.5 * self.sigma**2)
-        p90 = np.expm1(mu + (_Z90 * self.sigma if self.q90 is None else self.q90))
+        if q_mu is not None:
+            p90 = np.expm1(q_mu + (self.q90 or 0.0))
+        else:
+            p90 = np.expm1(mu + (_Z90 * self.sigma if self.q90 is None else self.q90))
+        # Token counts are integers, so their 0.9-quantile is one: round to the
+        # nearest. A quantile fit lands on a point mass (lengths piled up at the
+        # budget cap) only up to float noise, 42.9999 or 43.0001 for a pile at 43;
+        # rounding keeps that noise from flipping the whole pile in or out.
+        p90 = np.floor(p90 + 0.5)
         if self.cap is not None:
             mean, p90 = np.minimum(mean, self.cap), np.minimum(p90, self.cap)
         return np.maximum(mean, 0.0), np.maximum(p90, 0.0)
@@ -192,7 +210,9 @@ class Predictor:
             mu = np.full(X.shape[0], h.intercept, dtype=np.float64)
             if h.coef is not None:
                 mu = mu + _dense(X @ h.coef).ravel()
-            out.append(h.mean_p90(mu))
+            q_coef = getattr(h, "q_coef", None)  # absent from heads pickled by older versions
+            q_mu = None if q_coef is None else _dense(X @ q_coef).ravel() + float(h.q_intercept or 0.0)
+            out.append(h.mean_p90(mu, q_mu))
         return out
 
     # ------------------------------------------------------------ public API

@@ -10,7 +10,11 @@
   fitted on those held-out predictions: isotonic with >= 400 rows, Platt below.
   The runtime model stays linear: weights ``X^T @ dual``.
 * Lengths: per option and kind, ridge regression of ``log1p(tokens)`` with a
-  log-normal residual whose scale comes from out-of-fold residuals.
+  log-normal residual whose scale comes from out-of-fold residuals (the mean).
+  The p90 comes from a linear 0.9-quantile regression with a cross-conformal
+  correction when the features are dense and narrow and the option has
+  >= ``QUANTILE_MIN_SAMPLES`` samples (:func:`_quantile_head`), else from the
+  conformal quantile of the out-of-fold residuals around the mean.
 * Cheapest sufficient option (EllieSQL-style): one-vs-rest ridge classifier
   whose label is the cheapest option scoring >= ``sufficient_threshold``
   (``"<none>"`` if none does); trained only when option costs are known.
@@ -31,7 +35,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from predictors.featurizers import clean_text, get_featurizer
-from predictors.model import Calibrator, LengthHead, Predictor, lognormal_sigma
+from predictors.length_heads import _conformal_q90, _length_head  # noqa: F401  (_conformal_q90: tests import it here)
+from predictors.model import Calibrator, Predictor
 from predictors.records import (
     OutcomeRecord,
     OutcomeRow,
@@ -269,35 +274,6 @@ def _success_models(
                 cals[j] = _fit_calibrator(held_out[:, c], y, calibration)
             chosen[str(j)] = alpha
     return W, b, [c for c in cals if c is not None], chosen
-
-
-def _length_head(X: Any, samples: list[tuple[int, int, float]], j: int, budget: int | None, alpha: float, folds: int, seed: int) -> LengthHead | None:
-    rows = np.array([r for r, o, _ in samples if o == j], dtype=int)
-    if rows.size == 0:
-        return None
-    t = np.log1p(np.array([v for _, o, v in samples if o == j], dtype=float))
-    cap = float(budget) if budget is not None else None
-    if rows.size < 20:
-        return LengthHead(None, float(t.mean()), max(float(t.std()), 0.05), cap,
-                          q90=_conformal_q90(t - t.mean()))
-    from sklearn.linear_model import Ridge
-
-    Xj = X[rows]
-    resid = np.zeros_like(t)
-    for test in _folds(rows.size, folds, seed):
-        train = np.setdiff1d(np.arange(rows.size), test)
-        m = Ridge(alpha=alpha).fit(_rows(Xj, train), t[train])
-        resid[test] = t[test] - m.predict(_rows(Xj, test))
-    m = Ridge(alpha=alpha).fit(Xj, t)
-    return LengthHead(np.asarray(m.coef_, np.float32), float(m.intercept_), lognormal_sigma(resid), cap,
-                      q90=_conformal_q90(resid))
-
-
-def _conformal_q90(resid: np.ndarray) -> float:
-    """The ceil(0.9 (n + 1))-th smallest held-out residual: split-conformal 90% upper bound."""
-    n = resid.size
-    k = min(n, int(np.ceil(0.9 * (n + 1))))
-    return float(np.sort(resid)[k - 1])
 
 
 def _cheapest_head(
