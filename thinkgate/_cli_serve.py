@@ -71,7 +71,9 @@ def _serve(args: argparse.Namespace) -> int:
           f"({len(settings.backends)} backend(s), strategy {settings.router.strategy}, "
           f"{args.workers} worker(s))", file=sys.stderr)
     opts = dict(host=settings.gateway.host, port=settings.gateway.port, log_level=args.log_level,
-                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=5)
+                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=5,
+                # thinkgate never reads client addresses: skip the per-request proxy-headers wrapper.
+                proxy_headers=False, server_header=False)
     if args.workers == 1:
         from server import create_app
 
