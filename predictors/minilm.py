@@ -21,7 +21,7 @@ The fast path (featurizer ``minilm8``) and why each piece is there:
   (a GELU output with outlier channels) loses the most under ONNX Runtime's
   per-tensor activation quantisation. With them in int8 the worst-row cosine to
   the fp32 embedding was 0.978-0.988 on short texts and GSM8K questions; with
-  them in fp32 it is >= 0.99 (tested), for about 25% more CPU time per batch;
+  them in fp32 it is >= 0.99 (tested), for about a third more CPU time per batch;
 * batches are sorted by token count and cut into runs of about
   :data:`TOKENS_PER_RUN` padded tokens (fewer rows for longer texts), so
   padding stays near 10% instead of ~50% for fixed chunks of 32;
