@@ -138,7 +138,7 @@ def run_up(args: argparse.Namespace) -> int:
         _wait_gateway(base, gateway, glog, 60)
         print(f"\nready: gateway {base}/v1 (OpenAI-compatible), models: {', '.join(models)} + alias auto")
         print(f"  curl -s {base}/v1/chat/completions -H 'content-type: application/json' "
-              f"-d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"sum a=3 b=8 c=5\"}}]}}'")
+              f"-d '{{\"model\":\"auto\",\"messages\":[{{\"role\":\"user\",\"content\":\"sum a3 b8 c5\"}}]}}'")
         if args.demo:
             _demo(base)
         if not args.exit:

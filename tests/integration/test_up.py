@@ -37,7 +37,7 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path):
         descendants = psutil.Process(proc.pid).children(recursive=True)
         assert len(descendants) >= 2  # the vLLM server (+ its engine) and the gateway
         r = httpx.post(f"http://127.0.0.1:{gport}/v1/chat/completions", timeout=120,
-                       json={"model": "auto", "messages": [{"role": "user", "content": "sum a=3 b=4"}],
+                       json={"model": "auto", "messages": [{"role": "user", "content": "sum a3 b4"}],
                              "max_tokens": 64, "temperature": 0})
         assert r.status_code == 200 and r.json()["thinkgate"]["model"] == model
         assert (tmp_path / "run" / "thinkgate.toml").exists() and (tmp_path / "run" / f"vllm-{model}.log").exists()
