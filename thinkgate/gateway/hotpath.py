@@ -194,25 +194,29 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     lam = price(tenant) if price is not None else 0.0
     if lam:
         view = dataclasses.replace(view, price_lambda=lam)
-    try:
-        decision = gw.policy.decide(view, snapshot)
-    except UnknownModel as exc:
-        raise E.ModelNotFound(str(exc), param="model") from None
-    except NoModelAvailable as exc:
-        raise E.NoBackend(str(exc)) from None
-    out = Outcome(decision_id=new_id(), decision=decision)
-    await gw.admission.admit(tenant, req, out, snapshot)
-    decision = out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
-    if (fb := getattr(gw, "feedback", None)) is not None:
-        # Logged before the upstream call so a fast client's feedback cannot beat it.
-        fb.record(out, view, snapshot)
+    out = await _decide(gw, req, view, tenant, snapshot)
     settled = False
-    end_id = gw.pool.think_end_ids.get(decision.model)
     client_ids = bool(req.body.get("return_token_ids"))
     try:
-        body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
         assert gw.upstream is not None
-        replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
+        try:
+            decision = out.decision
+            end_id = gw.pool.think_end_ids.get(decision.model)
+            body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
+            replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
+        except E.NoBackend:
+            # Every replica of the chosen model refused the connection (nothing was sent; they are
+            # now marked down). A routing alias falls back to the models still up, as the health
+            # loop would have made it do, and the new decision's reason says which model was down.
+            # A request that named its model gets the 503.
+            if req.model not in gw.settings.gateway.aliases or gw.pool.snapshot() == snapshot:
+                raise
+            await gw.settle(tenant, out)  # nothing was served: release the reservation
+            out = await _decide(gw, req, view, tenant, gw.pool.snapshot())
+            decision = out.decision
+            end_id = gw.pool.think_end_ids.get(decision.model)
+            body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
+            replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
         out.backend = replica.name
         served = gw.metrics.served(route, replica.name)
         inflight = served.inflight
@@ -247,6 +251,23 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     finally:
         if not settled:
             await gw.settle(tenant, out)
+
+
+async def _decide(gw: Gateway, req: ParsedRequest, view: Any, tenant: Any, snapshot: Any) -> Outcome:
+    """The policy's decision, admitted (reserved) and logged for feedback, as an :class:`Outcome`."""
+    try:
+        decision = gw.policy.decide(view, snapshot)
+    except UnknownModel as exc:
+        raise E.ModelNotFound(str(exc), param="model") from None
+    except NoModelAvailable as exc:
+        raise E.NoBackend(str(exc)) from None
+    out = Outcome(decision_id=new_id(), decision=decision)
+    await gw.admission.admit(tenant, req, out, snapshot)
+    out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
+    if (fb := getattr(gw, "feedback", None)) is not None:
+        # Logged before the upstream call so a fast client's feedback cannot beat it.
+        fb.record(out, view, snapshot)
+    return out
 
 
 def _estimate(predictor: Any, text: str, with_features: bool) -> tuple[tuple[Any, ...], Any]:
