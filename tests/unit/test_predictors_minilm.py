@@ -146,6 +146,20 @@ def test_int8_fast_path_within_tolerance_on_gsm8k(featurizer):
     assert cos.min() >= 0.99 and cos.mean() >= 0.995, (cos.min(), cos.mean())
 
 
+def test_parallel_runs_match_single_session(featurizer):
+    # A batch of several runs goes to the one-thread session from a thread pool;
+    # it must give the single-session result, rows in input order.
+    from predictors.minilm import MiniLMEncoder
+
+    texts = [f"question {i}: " + "how many apples " * (i % 9 + 1) for i in range(40)]
+    pooled = MiniLMEncoder(threads=2, tokens_per_run=64)
+    assert pooled._serial is not None and len(pooled.buckets([len(pooled.tokenizer.encode(t).ids) for t in texts])) > 2
+    got = pooled.encode(texts)
+    ref = np.vstack([pooled.encode([t]) for t in texts])  # one run each: the intra-op session
+    assert np.allclose(got, ref, atol=1e-5)
+    assert MiniLMEncoder(threads=1)._serial is None
+
+
 def test_length_buckets_cover_every_row_once_with_bounded_padding(featurizer):
     enc = featurizer.encoder
     rng = np.random.default_rng(0)
