@@ -239,15 +239,22 @@ DEFAULT_LINE_TOKENS = 16.0
 LINE_SHAPE = 40.0
 
 
-def next_line_log_weight(n: torch.Tensor, lines: torch.Tensor, budget_left: torch.Tensor) -> torch.Tensor:
+def next_line_log_weight(n: torch.Tensor, lines: torch.Tensor, budget_left: torch.Tensor,
+                         last: torch.Tensor | None = None) -> torch.Tensor:
     """``log Pr(next line + </think> <= budget_left)`` per row, ``[R]`` (the ``line`` horizon).
 
-    The next line's length is Gamma on ``log(len + 1)`` with mean ``log1p`` of
-    the mean line length so far (``n / lines`` once two lines exist, else
-    :data:`DEFAULT_LINE_TOKENS`) and shape :data:`LINE_SHAPE`.
+    The next line's length is Gamma on ``log(len + 1)`` with shape
+    :data:`LINE_SHAPE` and mean ``log1p(est)``. ``est`` is the mean line length
+    so far (``n / lines`` once two lines exist, else :data:`DEFAULT_LINE_TOKENS`),
+    raised to ``last``, the length of the last completed line, when given:
+    lines often grow as a solution proceeds (running totals gain digits) and the
+    mean includes the prompt's short ``\n`` after ``<think>``, so the mean alone
+    runs past the budget (measured: reports/guidance/README.md).
     """
     n, lines = n.float(), lines.float()
     est = torch.where(lines >= 2, n / lines.clamp(min=1.0), torch.full_like(n, DEFAULT_LINE_TOKENS))
+    if last is not None:
+        est = torch.maximum(est, last.float())
     mu = torch.log1p(est)
     alpha = torch.full_like(mu, LINE_SHAPE)
     y = torch.log1p((budget_left.float() - 1.0).clamp(min=0.0))  # one token stays for </think>
@@ -255,14 +262,15 @@ def next_line_log_weight(n: torch.Tensor, lines: torch.Tensor, budget_left: torc
 
 
 def guide_logits_line(logits: torch.Tensor, rows: torch.Tensor, n: torch.Tensor, lines: torch.Tensor,
-                      budget_left: torch.Tensor, strength: torch.Tensor, end_id: int) -> torch.Tensor:
+                      budget_left: torch.Tensor, strength: torch.Tensor, end_id: int,
+                      last: torch.Tensor | None = None) -> torch.Tensor:
     """The ``line`` horizon: every continuation gets weight ``w``, ``</think>`` weight 1; in place.
 
     A weight shared by all continuations is the same as ``w ** -strength`` on
     ``</think>`` alone (the softmax normalises), so only one column moves.
     """
     if rows.numel():
-        logits[rows, end_id] -= strength.float() * next_line_log_weight(n, lines, budget_left)
+        logits[rows, end_id] -= strength.float() * next_line_log_weight(n, lines, budget_left, last)
     return logits
 
 

@@ -65,6 +65,8 @@ class GuidanceMRV2:
         self.start_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.done = torch.zeros(n, dtype=torch.bool, device=dev)
         self.lines = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.nl_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)  # last newline (or <think>) position
+        self.last_line = torch.zeros(n, dtype=torch.int64, device=dev)  # length of the last completed line
         self.last_pos = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self._pending: set[int] = set()
 
@@ -115,7 +117,13 @@ class GuidanceMRV2:
         inside = valid & (ar[None, :] > last_start[:, None]) & open_[:, None]
         self.start_pos[idx] = torch.where(open_, last_start, -1)
         self.done[idx] = last_end > last_start
-        self.lines[idx] = (inside & self.newline[toks.clamp(min=0)]).sum(dim=1)
+        nl = inside & self.newline[toks.clamp(min=0)]
+        self.lines[idx] = nl.sum(dim=1)
+        last_nl = torch.where(nl, ar, -1).max(dim=1).values
+        prev_nl = torch.where(nl & (ar[None, :] < last_nl[:, None]), ar, last_start[:, None]).max(dim=1).values
+        has_nl = last_nl >= 0
+        self.nl_pos[idx] = torch.where(has_nl, last_nl, last_start)
+        self.last_line[idx] = torch.where(has_nl, last_nl - prev_nl, 0)
         # The last prefill token is fed again as the first decode row's input: do not count it twice.
         self.last_pos[idx] = torch.from_numpy(prefill - 1).to(self.device)
 
@@ -134,10 +142,17 @@ class GuidanceMRV2:
         opened = start_pos >= 0
         done = self.done[s] | (fresh & opened & (tok == ve) & (pos > start_pos))
         is_nl = self.newline[tok.clamp(0, self.newline.numel() - 1)]
-        lines = self.lines[s] + (fresh & opened & ~done & is_nl & (pos > start_pos)).long()
+        new_line = fresh & opened & ~done & is_nl & (pos > start_pos)
+        lines = self.lines[s] + new_line.long()
+        began = fresh & (tok == vs)
+        nl_pos = torch.where(began, pos, self.nl_pos[s])
+        last_line = torch.where(new_line, pos - nl_pos, torch.where(began, 0, self.last_line[s]))
+        nl_pos = torch.where(new_line, pos, nl_pos)
         self.start_pos[s] = start_pos
         self.done[s] = done
         self.lines[s] = lines
+        self.nl_pos[s] = nl_pos
+        self.last_line[s] = last_line
         self.last_pos[s] = torch.where(fresh, pos, self.last_pos[s])
         live = on & opened & ~done
         n = (pos - start_pos).clamp(min=0)
@@ -154,7 +169,7 @@ class GuidanceMRV2:
         base, logw = core.sparse_log_weights(self.model, feats, budget - n, self.table)
         delta = torch.where(guided[:, None], self.strength[s][:, None] * (logw - base), 0.0)
         logits[:, self.table.ids] += delta
-        line_logw = core.next_line_log_weight(n, lines, budget - n)
+        line_logw = core.next_line_log_weight(n, lines, budget - n, last_line)
         logits[:, ve] -= torch.where(soft & by_line, self.strength[s] * line_logw, 0.0)
         extend = live & (mode == _MODE_CODE["extend"]) & (n < budget)
         logits[:, ve] = torch.where(extend, float("-inf"), logits[:, ve])

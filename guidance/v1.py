@@ -27,8 +27,9 @@ class ThinkingTracker:
     """Where one request stands in its thinking, advanced one token at a time.
 
     ``n`` counts tokens after ``<think>`` (prompt included, as vLLM's native
-    budget does); ``lines`` counts newline tokens among them; ``line_start``
-    is true right after ``<think>`` or a newline token.
+    budget does); ``lines`` counts newline tokens among them; ``last_line`` is
+    the length of the last completed line (its newline included, 0 before the
+    first one); ``line_start`` is true right after ``<think>`` or a newline token.
     """
 
     args: GuidanceArgs
@@ -38,6 +39,8 @@ class ThinkingTracker:
     done: bool = False
     n: int = 0
     lines: int = 0
+    last_line: int = 0
+    cur_line: int = 0
     line_start: bool = False
     newline: list[bool] = field(default_factory=list, repr=False)
 
@@ -51,8 +54,9 @@ class ThinkingTracker:
         last_end = max((i for i, x in enumerate(prompt) if x == vocab.end_id), default=-1)
         if last_start > last_end:
             inside = prompt[last_start + 1:]
-            t.open, t.n = True, len(inside)
-            t.lines = sum(1 for x in inside if 0 <= x < len(newline) and newline[x])
+            t.open = True
+            for x in inside:  # n, lines and line lengths as if decoded
+                t._count(x)
             t.line_start = not inside or t._is_nl(inside[-1])
         elif last_end >= 0:
             t.done = True  # thinking already closed in the prompt: the answer is not ours to steer
@@ -60,6 +64,16 @@ class ThinkingTracker:
 
     def _is_nl(self, tok: int) -> bool:
         return 0 <= tok < len(self.newline) and self.newline[tok]
+
+    def _count(self, tok: int) -> bool:
+        """Count one thinking token (not ``</think>``); return whether it ends a line."""
+        self.n += 1
+        self.cur_line += 1
+        nl = self._is_nl(tok)
+        if nl:
+            self.lines += 1
+            self.last_line, self.cur_line = self.cur_line, 0
+        return nl
 
     def advance(self, vocab: Vocab) -> None:
         """Consume output tokens not yet seen (normally one per step)."""
@@ -73,15 +87,14 @@ class ThinkingTracker:
                 continue
             if not self.open:
                 if tok == vocab.start_id:
-                    self.open, self.n, self.lines, self.line_start = True, 0, 0, True
+                    self.open, self.line_start = True, True
+                    self.n = self.lines = self.last_line = self.cur_line = 0
                 continue
-            self.n += 1
             if tok == vocab.end_id:
+                self.n += 1
                 self.done, self.line_start = True, False
                 continue
-            nl = self._is_nl(tok)
-            self.lines += int(nl)
-            self.line_start = nl
+            self.line_start = self._count(tok)
 
 
 class GuidanceV1:
@@ -155,7 +168,7 @@ class GuidanceV1:
                     extend.append(row)
             elif t.line_start and a.horizon == 1:
                 line_rows.append(row)
-                line_nums.append([t.n, t.lines, a.budget - t.n, a.strength])
+                line_nums.append([t.n, t.lines, a.budget - t.n, a.strength, t.last_line])
             elif t.line_start:
                 guided.append(row)
                 nums.append([*core.row_features_list(a.prior_alpha, a.prior_rate, t.n, t.lines),
@@ -168,7 +181,7 @@ class GuidanceV1:
         if line_rows:
             f = torch.tensor(line_nums, dtype=torch.float32, device=self.device)
             core.guide_logits_line(logits, torch.tensor(line_rows, device=logits.device), f[:, 0], f[:, 1], f[:, 2],
-                                   f[:, 3], self.vocab.end_id)
+                                   f[:, 3], self.vocab.end_id, f[:, 4])
         if extend:
             core.suppress_end(logits, torch.tensor(extend, device=logits.device), self.vocab.end_id)
         return logits

@@ -237,3 +237,48 @@ def test_line_horizon_continues_while_the_next_line_fits():
         gaps.append(float(logits[0, END] - logits[0, A]))
     # n = 7, 13, 19, 25 of 30: the next 6-token line fits the first three times, not the last.
     assert max(gaps[:3]) < 0.5 and gaps[3] > 1 and gaps == sorted(gaps)
+
+
+def test_tracker_keeps_the_last_line_length():
+    from guidance.params import parse_extra_args
+
+    a = parse_extra_args({"think_budget": 40, "think_horizon": 1})
+    out: list[int] = []
+    t = ThinkingTracker.start(a, PROMPT, out, VOCAB, VOCAB.newline.tolist())
+    assert t.last_line == 1  # the prompt's "\n" right after <think> is a one-token line
+    out += [A, EQ, NL]
+    t.advance(VOCAB)
+    assert (t.last_line, t.lines) == (3, 2)
+    out += [A, EQ, ONE, SP, B, NL]
+    t.advance(VOCAB)
+    assert (t.last_line, t.lines, t.n) == (6, 3, 10)
+    # Resumed from a prompt that already holds lines (preemption): the same numbers.
+    t2 = ThinkingTracker.start(a, PROMPT + out, [], VOCAB, VOCAB.newline.tolist())
+    assert (t2.last_line, t2.lines, t2.n) == (6, 3, 10)
+
+
+def test_line_horizon_follows_growing_lines():
+    """Lines that grow (4, 8, 12 tokens): the next-line estimate follows the last line, not the mean."""
+    g = v1()
+    out: list[int] = []
+    g.update_state(batch(added=[(0, sp(think_budget=34, think_horizon=1, think_strength=1.0), PROMPT, out)]))
+    for k in (3, 7, 11):
+        out += [A] * k + [NL]
+    logits = torch.zeros(1, V)
+    g.apply(logits)
+    # n = 1 + 4 + 8 + 12 = 25, 9 left: a 12-token line does not fit; the mean line (25 / 4 ~ 6 tokens) would.
+    from guidance import core
+
+    mean_only = -float(core.next_line_log_weight(torch.tensor([25.0]), torch.tensor([4.0]), torch.tensor([9])))
+    assert float(logits[0, END] - logits[0, A]) > 1.2 > 0.5 > mean_only
+
+
+def test_mrv2_matches_v1_with_growing_lines_and_resume():
+    lines = [A, NL] + [A, A, A, NL] + [A] * 7 + [NL] + [A] * 9 + [NL] + [END]
+    reqs = [({"think_budget": 30, "think_horizon": 1, "think_strength": 2.0}, PROMPT, lines),
+            ({"think_budget": 24, "think_horizon": 1, "think_strength": 1.0}, PROMPT + [A, A, NL, A, NL], lines)]
+    changed = 0
+    for t, raw, la, lb in run_both(reqs):
+        assert torch.allclose(la, lb, atol=1e-5, equal_nan=True), t
+        changed += int(not torch.equal(la, raw))
+    assert changed >= 2
