@@ -249,7 +249,8 @@ class HTTP1Pool:
     """Keep-alive connections to HTTP/1.1 backends, at most ``max_connections`` open in total."""
 
     def __init__(self, *, connect_timeout_s: float, read_timeout_s: float, max_connections: int,
-                 keepalive_s: float = 30.0) -> None:
+                 keepalive_s: float = 30.0, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context`` verifies https backends (default: the system's trusted CAs)."""
         if max_connections < 1:
             raise ValueError(f"max_connections: must be >= 1, got {max_connections}")
         self.connect_timeout_s = connect_timeout_s
@@ -261,7 +262,7 @@ class HTTP1Pool:
         self._slot_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         # base url -> (key, path prefix, Host header line)
         self._bases: dict[str, tuple[tuple[str, int, bool], str, bytes]] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = ssl_context
         self._closed = False
 
     def _base(self, base_url: str) -> tuple[tuple[str, int, bool], str, bytes]:
