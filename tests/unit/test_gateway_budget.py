@@ -9,18 +9,9 @@ import pytest
 
 from budget import open_ledger
 from server import create_app
-from tests.helpers import free_port, instant_backend, stop
 from thinkgate.config import Settings
 
 MSG = [{"role": "user", "content": "2+2?"}]
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    port = free_port()
-    proc = instant_backend(port, tmp_path_factory.mktemp("b") / "b.log")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
 
 
 def make_settings(upstream: str, db, **gateway) -> Settings:

@@ -9,14 +9,12 @@ model and the others to the small one, with the decision in the response.
 from __future__ import annotations
 
 import httpx
-import pytest
 
 import router.strategies  # noqa: F401  (registers the strategies)
 from predictors import save_predictor
 from predictors.records import OutcomeRow
 from predictors.train import train_predictor, training_set_from_table
 from server import create_app
-from tests.helpers import free_port, instant_backend, stop
 from thinkgate.config import Settings
 
 EASY = ["what is {} plus {}?", "name a colour like {} or {}", "say hello to {} and {}"]
@@ -31,14 +29,6 @@ def rows() -> list[OutcomeRow]:
         for t in HARD:
             out.append(OutcomeRow(t.format(i, i + 5), {"instant": 0.0, "instant-xl": 1.0}))
     return out
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory):
-    port = free_port()
-    proc = instant_backend(port, tmp_path_factory.mktemp("b") / "b.log")
-    yield f"http://127.0.0.1:{port}"
-    stop(proc)
 
 
 async def test_auto_requests_route_by_predicted_difficulty(upstream, tmp_path):
