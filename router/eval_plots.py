@@ -10,6 +10,17 @@ import numpy as np
 __all__ = ["plot"]
 
 
+def _finish(plt: Any, fig: Any, ax: Any, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, add the legend, save at 110 dpi and close one figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot(results: dict[str, Any], out: Path, strong: str, weak: str) -> list[str]:
     """score_cost.png, pair_curves.png, shift.png under ``out``; returns the file names."""
     import matplotlib
@@ -29,26 +40,15 @@ def plot(results: dict[str, Any], out: Path, strong: str, weak: str) -> list[str
     ax.scatter([strat["random"]["cost"]], [strat["random"]["score"]], c="r", marker="D", label="random")
     ax.axhline(bs["score"], ls=":", c="grey")
     ax.axvline(0.4 * bs["cost"], ls="--", c="grey", lw=0.8)
-    ax.set_xlabel("mean cost per query (input + output $/M of the chosen model)")
-    ax.set_ylabel("mean score (dcrouter_test, n=500)")
-    ax.set_title("score vs cost; dotted: best single, dashed: 40% of its cost")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "score_cost.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "score_cost.png", "mean cost per query (input + output $/M of the chosen model)",
+            "mean score (dcrouter_test, n=500)", "score vs cost; dotted: best single, dashed: 40% of its cost")
 
     pair = results["pair"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     for name, (x, y) in pair["curves"].items():
         ax.plot(x, y, "-" if len(x) > 30 else "^-", label=f"{name} (APGR {pair['routers'][name]['apgr']:.2f})")
     ax.plot([0, 1], [pair["weak_score"], pair["strong_score"]], "r--", label="random (APGR 0.50)")
-    ax.set_xlabel(f"share of calls to {strong}")
-    ax.set_ylabel("mean score")
-    ax.set_title(f"pair {strong} / {weak}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "pair_curves.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "pair_curves.png", f"share of calls to {strong}", "mean score", f"pair {strong} / {weak}")
 
     sh = results["shift"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
@@ -60,11 +60,7 @@ def plot(results: dict[str, Any], out: Path, strong: str, weak: str) -> list[str
     ax.axhline(off, c="k", ls="-", lw=0.8, label="offline router, all groups")
     ax.axhline(0.9 * off, c="k", ls=":", lw=0.8, label="90% of it")
     ax.axhline(sh["best_single_on_half"]["score"], c="grey", ls="--", lw=0.8, label="best single model")
-    ax.set_xlabel("feedback events (online half, train rows)")
-    ax.set_ylabel("greedy score on the online half's test rows")
-    ax.set_title(f"task shift: prior from {'+'.join(sh['groups']['prior_half'])}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "shift.png", dpi=110)
-    plt.close(fig)
+    _finish(plt, fig, ax, out / "shift.png", "feedback events (online half, train rows)",
+            "greedy score on the online half's test rows",
+            f"task shift: prior from {'+'.join(sh['groups']['prior_half'])}")
     return ["score_cost.png", "pair_curves.png", "shift.png"]
