@@ -198,12 +198,8 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
     settled = False
     client_ids = bool(req.body.get("return_token_ids"))
     try:
-        assert gw.upstream is not None
         try:
-            decision = out.decision
-            end_id = gw.pool.think_end_ids.get(decision.model)
-            body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
-            replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
+            replica, resp, end_id = await _open(gw, req, out, route, rid)
         except E.NoBackend:
             # Every replica of the chosen model refused the connection (nothing was sent; they are
             # now marked down). A routing alias falls back to the models still up, as the health
@@ -213,10 +209,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
                 raise
             await gw.settle(tenant, out)  # nothing was served: release the reservation
             out = await _decide(gw, req, view, tenant, gw.pool.snapshot())
-            decision = out.decision
-            end_id = gw.pool.think_end_ids.get(decision.model)
-            body = orjson.dumps(upstream_body(req, decision, want_token_ids=end_id is not None))
-            replica, resp = await gw.upstream.open(decision.model, route, body, request_id=rid)
+            replica, resp, end_id = await _open(gw, req, out, route, rid)
         out.backend = replica.name
         served = gw.metrics.served(route, replica.name)
         inflight = served.inflight
@@ -268,6 +261,16 @@ async def _decide(gw: Gateway, req: ParsedRequest, view: Any, tenant: Any, snaps
         # Logged before the upstream call so a fast client's feedback cannot beat it.
         fb.record(out, view, snapshot)
     return out
+
+
+async def _open(gw: Gateway, req: ParsedRequest, out: Outcome, route: str,
+                rid: str) -> tuple[Replica, Response, int | None]:
+    """Send the decided request upstream; also returns the model's ``</think>`` id (None: unknown)."""
+    end_id = gw.pool.think_end_ids.get(out.decision.model)
+    body = orjson.dumps(upstream_body(req, out.decision, want_token_ids=end_id is not None))
+    assert gw.upstream is not None
+    replica, resp = await gw.upstream.open(out.decision.model, route, body, request_id=rid)
+    return replica, resp, end_id
 
 
 def _estimate(predictor: Any, text: str, with_features: bool) -> tuple[tuple[Any, ...], Any]:
