@@ -65,6 +65,7 @@ class Gateway:
         self.session: aiohttp.ClientSession | None = None  # health probes and /tokenize only
         self.client: HTTP1Pool | None = None  # completions
         self.upstream: Upstream | None = None
+        self.feedback: Any = None  # thinkgate.gateway.feedback.Feedback, set by install_feedback
         self._health_task: asyncio.Task[None] | None = None
         self._settling: set[asyncio.Task[None]] = set()
 
@@ -197,7 +198,6 @@ def create_app(settings: Settings | None = None, *, admission: Admission | None 
 
     app = GatewayApp(title="thinkgate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.gateway = gw
-    app.state.gateway = gw
     from thinkgate.gateway.routes import install
 
     install(app, gw)

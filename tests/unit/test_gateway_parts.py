@@ -200,3 +200,19 @@ def test_guided_decisions_carry_plugin_xargs_and_the_native_cap_only_with_hard()
     assert xa["mine"] == 1 and any(k.startswith("think_") for k in xa) and 64 in xa.values()
     soft = body_for("soft")
     assert "thinking_token_budget" not in soft and any(k.startswith("think_") for k in soft["vllm_xargs"])
+
+
+def test_a_second_upstream_body_from_one_request_does_not_inherit_the_first_decision():
+    """The model-level fallback builds a second body from the same request."""
+    from router.seam import Decision
+    from thinkgate.gateway.pipeline import upstream_body, with_guidance
+    from thinkgate.gateway.validate import parse_body
+
+    req = parse_body(orjson.dumps({"model": "auto", "messages": [{"role": "user", "content": "q"}]}), "chat", "auto")
+    first = upstream_body(req, with_guidance(Decision(model="a", thinking_budget=100, max_tokens=500, mode="soft",
+                                                      strategy="utility", reason=""), 1.0), want_token_ids=True)
+    assert first["max_tokens"] == 500 and first["return_token_ids"] and "vllm_xargs" in first
+    second = upstream_body(req, Decision(model="b", thinking_budget=None, max_tokens=None, mode="none",
+                                         strategy="utility", reason=""))
+    assert second["model"] == "b"
+    assert not {"max_tokens", "return_token_ids", "vllm_xargs", "thinking_token_budget"} & set(second)

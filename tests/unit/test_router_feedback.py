@@ -34,9 +34,9 @@ async def app_gw(tmp_path):
                                   {"name": "c", "url": "http://127.0.0.1:9", "model": "big"}],
                         ledger_url=f"sqlite:///{tmp_path / 'ledger.db'}", outcomes_path=str(tmp_path / "out.jsonl"))
     app = create_app(settings)
-    gw = app.state.gateway
+    gw = app.gateway
     gw.policy = LinUCBPolicy(alpha=0.0, prior_weight=1.0)
-    fb = getattr(gw, "feedback", None) or install_feedback(app, gw)
+    fb = gw.feedback or install_feedback(app, gw)
     ctx = app.router.lifespan_context(app)
     await ctx.__aenter__()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")

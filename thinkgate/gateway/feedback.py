@@ -254,7 +254,7 @@ def install_feedback(app: FastAPI, gw: Gateway) -> Feedback:
     import orjson
 
     fb = Feedback(gw)
-    gw.feedback = fb  # type: ignore[attr-defined]  # the hot path finds it here to record decisions
+    gw.feedback = fb  # the hot path finds it here to record decisions
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> Response:

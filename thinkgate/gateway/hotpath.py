@@ -208,7 +208,8 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
             if req.model not in gw.settings.gateway.aliases or gw.pool.snapshot() == snapshot:
                 raise
             await gw.settle(tenant, out)  # nothing was served: release the reservation
-            out = await _decide(gw, req, view, tenant, gw.pool.snapshot())
+            snapshot = gw.pool.snapshot()
+            out = await _decide(gw, req, view, tenant, snapshot)
             replica, resp, end_id = await _open(gw, req, out, route, rid)
         out.backend = replica.name
         served = gw.metrics.served(route, replica.name)
@@ -216,6 +217,10 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
         inflight.inc()
         completed = False
         try:
+            if gw.feedback is not None:
+                # Logged once, for the decision that reached a backend, and before any byte of the
+                # answer (which carries the decision id) can reach the client and its feedback return.
+                gw.feedback.record(out, view, snapshot)
             if resp.status != 200:
                 raw_err = await _read_all(resp, replica)
                 gw.metrics.requests.labels(route, str(resp.status), replica.name).inc()
@@ -247,7 +252,7 @@ async def _complete(gw: Gateway, raw: bytes, headers: dict[bytes, bytes], endpoi
 
 
 async def _decide(gw: Gateway, req: ParsedRequest, view: Any, tenant: Any, snapshot: Any) -> Outcome:
-    """The policy's decision, admitted (reserved) and logged for feedback, as an :class:`Outcome`."""
+    """The policy's decision, admitted (reserved), as an :class:`Outcome`."""
     try:
         decision = gw.policy.decide(view, snapshot)
     except UnknownModel as exc:
@@ -257,9 +262,6 @@ async def _decide(gw: Gateway, req: ParsedRequest, view: Any, tenant: Any, snaps
     out = Outcome(decision_id=new_id(), decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
     out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
-    if (fb := getattr(gw, "feedback", None)) is not None:
-        # Logged before the upstream call so a fast client's feedback cannot beat it.
-        fb.record(out, view, snapshot)
     return out
 
 

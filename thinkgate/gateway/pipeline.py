@@ -76,7 +76,9 @@ def upstream_body(req: ParsedRequest, decision: Decision, want_token_ids: bool =
     ``vllm_xargs``; usage is always requested on streams; token ids are
     requested when ``want_token_ids`` (to count thinking tokens exactly).
     """
-    body = req.body  # already a private copy parsed from the request bytes
+    # A copy: a model-level fallback builds a second body from the same request, which must not
+    # inherit the first decision's limits (nested dicts below are replaced, never edited).
+    body = dict(req.body)
     body["model"] = decision.model
     if decision.max_tokens is not None:
         body.pop("max_completion_tokens", None)
