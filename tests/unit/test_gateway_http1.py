@@ -392,3 +392,24 @@ async def test_slow_reader_pauses_and_resumes_a_large_stream():
 def test_backend_url_must_be_http():
     with pytest.raises(ValueError, match="http"):
         pool()._base("ftp://example.com")
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_the_slot_on():
+    async with Server(keepalive_json) as s:
+        p = pool(max_connections=1)
+        held = await p.request(s.url, "POST", "/", b"{}")  # the only slot, body unread
+
+        async def one() -> bytes:
+            resp = await p.request(s.url, "POST", "/", b"{}")
+            body = await resp.read()
+            resp.release()
+            return body
+
+        b, c = asyncio.create_task(one()), asyncio.create_task(one())
+        await asyncio.sleep(0.05)  # both wait for the slot
+        held.close()  # frees the slot and wakes b ...
+        b.cancel()  # ... which is cancelled before it runs
+        assert await asyncio.wait_for(c, 2) == b'{"n":2}'
+        with pytest.raises(asyncio.CancelledError):
+            await b
+        await p.close()

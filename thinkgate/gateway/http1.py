@@ -322,8 +322,11 @@ class HTTP1Pool:
                 try:
                     await w
                 except BaseException:
-                    with contextlib.suppress(ValueError):
-                        self._slot_waiters.remove(w)
+                    if w.done() and not w.cancelled():
+                        self._wake_slot()  # woken, then cancelled before running: pass the free slot on
+                    else:
+                        with contextlib.suppress(ValueError):
+                            self._slot_waiters.remove(w)
                     raise
                 idle = self._idle.get(key)
                 if idle:  # a connection to this backend came back while we waited
