@@ -58,10 +58,9 @@ class ConnectTimeout(ConnectError):
 class Disconnected(UpstreamError):
     """The backend closed the connection before the response was complete."""
 
-    def __init__(self, message: str, *, before_response: bool, reused: bool) -> None:
+    def __init__(self, message: str, *, before_response: bool) -> None:
         super().__init__(message)
         self.before_response = before_response  # no byte of the answer arrived: the request may be resent
-        self.reused = reused  # the connection had served earlier requests (keep-alive race)
 
 
 class ReadTimeout(UpstreamError):
@@ -131,7 +130,7 @@ class _Conn(asyncio.Protocol):
             else:
                 self._fail(Disconnected(
                     "backend closed the connection" + (f": {exc}" if exc else ""),
-                    before_response=not self.got_bytes, reused=self.uses > 1))
+                    before_response=not self.got_bytes))
         self._wake()
         self.pool._forget(self)
 

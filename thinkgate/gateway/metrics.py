@@ -45,9 +45,6 @@ class Value:
     def dec(self, amount: float = 1.0) -> None:
         self.value -= amount
 
-    def set(self, value: float) -> None:
-        self.value = float(value)
-
 
 class HistogramValue:
     """One labelled histogram: per-bucket counts (not cumulative) and the sum."""
@@ -163,10 +160,6 @@ class Metrics:
         if s is None:
             s = self._served[(route, backend)] = Served(self, route, backend)
         return s
-
-    def child(self, metric: Any, *labels: str) -> Any:
-        """``metric.labels(*labels)``, kept for callers written against cached children."""
-        return metric.labels(*labels)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
