@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from predictors.model import Predictor
+from predictors.records import resolve_costs
 from predictors.train import TrainingSet
 
 __all__ = ["auroc", "brier", "ece", "evaluate_predictor", "load_costs", "pinball", "routing_sweep"]
@@ -170,7 +171,7 @@ def evaluate_predictor(pred: Predictor, test: TrainingSet, costs: Mapping[str, f
         "mean_ece": float(np.mean([v["ece"] for v in per_option.values()])),
         "lengths": {"thinking": _lengths_report(pred, X, test, "thinking"), "answer": _lengths_report(pred, X, test, "answer")},
     }
-    cost_map = _resolve_costs(dict(costs) if costs else (test.costs or pred.option_costs), known)
+    cost_map = resolve_costs(dict(costs) if costs else (test.costs or pred.option_costs), known)
     full = ~np.isnan(S).any(axis=1)
     routing: dict[str, Any] = dict.fromkeys(
         ["best_single", "best_single_score", "best_single_cost", "oracle_score", "oracle_cost", "routed_score_at_40pct_cost", "sweep"]
@@ -203,18 +204,6 @@ def evaluate_predictor(pred: Predictor, test: TrainingSet, costs: Mapping[str, f
     result["routing"] = routing
     result.update({k: routing[k] for k in ("best_single_score", "best_single_cost", "oracle_score", "routed_score_at_40pct_cost")})
     return result
-
-
-def _resolve_costs(costs: Mapping[str, float], options: list[str]) -> dict[str, float]:
-    """Cost per option; an option ``model@budget`` without its own entry takes its model's cost."""
-    from predictors.records import parse_option
-
-    out = {}
-    for o in options:
-        c = costs.get(o, costs.get(parse_option(o)[0]))
-        if c is not None:
-            out[o] = float(c)
-    return out
 
 
 def _cheapest_routing(pred: Predictor, X: Any, S: np.ndarray, known: list[str], cost: np.ndarray) -> dict[str, float]:

@@ -17,7 +17,7 @@ __all__ = ["QUANTILE_MAX_DIM", "QUANTILE_MIN_SAMPLES"]
 
 
 def _folds(n: int, folds: int, seed: int) -> list[np.ndarray]:
-    # Same fold assignment as predictors.train (kept here to avoid an import cycle).
+    """``folds`` disjoint index sets covering ``range(n)`` (seeded permutation); shared with predictors.train."""
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n)
     return [perm[f::folds] for f in range(folds)]

@@ -51,6 +51,7 @@ __all__ = [
     "option_name",
     "parse_option",
     "records_to_table",
+    "resolve_costs",
     "validate_outcome_record",
     "validate_outcome_row",
     "write_outcome_records",
@@ -104,6 +105,16 @@ def parse_option(name: str) -> tuple[str, int | None]:
     if sep and model and tail.isdigit():
         return model, int(tail)
     return name, None
+
+
+def resolve_costs(costs: Mapping[str, float], options: Sequence[str]) -> dict[str, float]:
+    """Cost per option; an option ``model@budget`` without its own entry takes its model's cost."""
+    out = {}
+    for o in options:
+        c = costs.get(o, costs.get(parse_option(o)[0]))
+        if c is not None:
+            out[o] = float(c)
+    return out
 
 
 # ---------------------------------------------------------------- outcome records

@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from predictors.featurizers import clean_text, get_featurizer
-from predictors.length_heads import _conformal_q90, _length_head  # noqa: F401  (_conformal_q90: tests import it here)
+from predictors.length_heads import _folds, _length_head
 from predictors.model import Calibrator, Predictor
 from predictors.records import (
     OutcomeRecord,
@@ -43,6 +43,7 @@ from predictors.records import (
     RecordError,
     parse_option,
     records_to_table,
+    resolve_costs,
     validate_outcome_record,
     validate_outcome_row,
 )
@@ -215,12 +216,6 @@ def _fit_calibrator(z: np.ndarray, y: np.ndarray, method: str) -> Calibrator:
     raise ValueError(f"calibration: unknown method {method!r}, available: auto, isotonic, platt, none")
 
 
-def _folds(n: int, folds: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n)
-    return [perm[f::folds] for f in range(folds)]
-
-
 def _ridge_fit(
     eigs: _EigenCache, rows: np.ndarray, Y: np.ndarray, alphas: Sequence[float], folds: int, seed: int, max_dual: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
@@ -347,7 +342,8 @@ def train_predictor(
     budgets = [parse_option(o)[1] for o in data.options]
     think = [_length_head(X, data.thinking, j, budgets[j], length_alpha, folds, seed) for j in range(k)]
     ans = [_length_head(X, data.answer, j, None, length_alpha, folds, seed) for j in range(k)]
-    costs = {**data.costs, **(option_costs or {})}
+    given = {**data.costs, **(option_costs or {})}
+    costs = {**given, **resolve_costs(given, data.options)}  # model@budget falls back to its model's cost
     head = _cheapest_head(eigs, data, costs, sufficient_threshold, alphas, folds, seed, max_dual) if costs else None
     meta = {
         "featurizer": feat.name,

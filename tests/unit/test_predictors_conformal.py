@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from predictors.length_heads import _conformal_q90
 from predictors.model import LengthHead
-from predictors.train import _conformal_q90
 
 
 def test_conformal_p90_covers_lengths_piled_at_the_cap_where_the_normal_rule_does_not():

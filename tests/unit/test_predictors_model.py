@@ -171,3 +171,19 @@ def test_costs_fall_back_to_the_model_price(trained):
     r = evaluate_predictor(pred, test, {"small": 0.1, "large": 1.0})  # no per-budget entries
     assert r["best_single_cost"] in (0.1, 1.0)
     assert r["routing"]["sweep"] is not None
+
+
+def test_training_costs_fall_back_to_the_model_price():
+    from predictors.records import resolve_costs
+
+    assert resolve_costs({"small": 0.1, "large@1024": 0.4}, ["small@256", "small", "large@1024", "large"]) == {
+        "small@256": 0.1,
+        "small": 0.1,
+        "large@1024": 0.4,
+    }
+    train = training_set_from_table(make_synthetic_table(120, seed=5))
+    train.costs = {}
+    pred = train_predictor(train, "hashed+structural", option_costs={"small": 0.1, "large": 1.0})  # no per-budget entries
+    assert pred.option_costs == {"small": 0.1, "large": 1.0, "small@256": 0.1, "large@1024": 1.0}
+    # The cheapest-sufficient labels range over the budget options too (they tie with their model, cheaper first in order).
+    assert pred.cheapest_classes is not None and {"small@256", "large@1024"} & set(pred.cheapest_classes)
