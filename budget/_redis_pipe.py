@@ -62,7 +62,10 @@ class ScriptPipe:
     """
 
     def __init__(self, pool: Any) -> None:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+
         self._pool = pool  # only its connection class and settings are used
+        self._broken = (OSError, RedisConnectionError)  # what a closed socket raises
         self._link: _Link | None = None
         self._connecting: asyncio.Lock | None = None
         self._closing: set[asyncio.Future[Any]] = set()
@@ -74,8 +77,10 @@ class ScriptPipe:
             # An idle connection the server closed (restart, idle timeout) shows
             # as readable; drop it now rather than fail the next command with it.
             try:
+                # can_read() is redis-py >= 8.0 (the floor in pyproject.toml);
+                # only a broken socket is caught, so a missing API fails loudly.
                 readable = not link.waiting and await link.conn.can_read()
-            except Exception:  # already broken
+            except self._broken:  # already broken
                 readable = True
             if not readable:
                 return link
