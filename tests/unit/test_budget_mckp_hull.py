@@ -154,9 +154,11 @@ def test_first_column_wins_exact_ties():
     assert_same_hulls(v, c)
 
 
-def test_more_options_than_a_byte_counts():
-    # 300 options: the first-match scores no longer fit in uint8.
+@pytest.mark.parametrize("path", PATHS)
+def test_more_options_than_a_byte_counts(path):
+    # 300 options: the first-match scores (per-option path) no longer fit in uint8.
     rng = np.random.default_rng(7)
     v = np.round(rng.random((20, 300)) * 50)
     c = np.round(rng.random((20, 300)) * 50)
-    assert_same_hulls(v, c)
+    with mock.patch.object(_mckp_hull, "_COLUMNS_FROM", PATHS[path]):
+        assert_same_hulls(v, c)
