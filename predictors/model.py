@@ -210,8 +210,8 @@ class Predictor:
             mu = np.full(X.shape[0], h.intercept, dtype=np.float64)
             if h.coef is not None:
                 mu = mu + _dense(X @ h.coef).ravel()
-            q_coef = getattr(h, "q_coef", None)  # absent from heads pickled by older versions
-            q_mu = None if q_coef is None else _dense(X @ q_coef).ravel() + float(h.q_intercept or 0.0)
+            # Heads pickled before q_coef existed read the dataclass default (None).
+            q_mu = None if h.q_coef is None else _dense(X @ h.q_coef).ravel() + float(h.q_intercept or 0.0)
             out.append(h.mean_p90(mu, q_mu))
         return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 
 from predictors.length_heads import _conformal_q90
@@ -69,5 +71,15 @@ def test_quantile_head_skipped_for_sparse_or_few_samples_and_old_heads_still_pre
     assert _length_head(X, samples[:40], 0, 40, 10.0, 5, 0).q_coef is None
     old = LengthHead(np.array([1.0, 0.0], np.float32), 3.0, 0.2, 40.0, q90=0.1)  # as pickled before q_coef existed
     del old.__dict__["q_coef"], old.__dict__["q_intercept"]
-    mean, p90 = old.mean_p90(np.array([3.0, 3.5]))
+    old = pickle.loads(pickle.dumps(old))
+    assert "q_coef" not in old.__dict__
+    from predictors.featurizers import get_featurizer
+    from predictors.model import Calibrator, Predictor
+
+    pred = Predictor(get_featurizer("structural"), ["m@40"], np.zeros((2, 1)), np.zeros(1), [Calibrator("sigmoid")], [old], [None])
+    Xq = np.array([[0.0, 1.0], [0.5, 2.0]])
+    (mean, p90), no_answer = pred.lengths(Xq, pred.thinking_heads + pred.answer_heads)
+    assert no_answer is None
+    expected_mean, expected_p90 = old.mean_p90(np.array([3.0, 3.5]))  # mu = x @ coef + intercept, residual rule
+    assert np.allclose(mean, expected_mean) and np.allclose(p90, expected_p90)
     assert np.all(p90 >= mean) and np.all(p90 <= 40)
