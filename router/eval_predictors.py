@@ -62,15 +62,6 @@ def _cache_dir() -> Path:
     return Path(base) / "router_eval"
 
 
-def _dense_coef(pred: Any) -> Any:
-    """Work around sparse x sparse logits in ``Predictor.logits`` (a sparse result numpy cannot cast)."""
-    for attr in ("coef", "cheapest_coef"):
-        c = getattr(pred, attr, None)
-        if hasattr(c, "toarray"):
-            setattr(pred, attr, c.toarray())
-    return pred
-
-
 def trained_predictor(rows: Sequence[Any], config: PredictorConfig, tag: str) -> Any:
     """``predictors.train_predictor`` on outcome-table ``rows`` with ``config``, cached on disk.
 
@@ -86,7 +77,7 @@ def trained_predictor(rows: Sequence[Any], config: PredictorConfig, tag: str) ->
     path = _cache_dir() / f"{tag}-{key}.tgp"
     if path.is_file():
         try:
-            return _dense_coef(load_predictor(path))
+            return load_predictor(path)
         except Exception as exc:  # stale artifact from another predictors version: retrain
             print(f"# cache {path} unusable ({exc}); retraining", file=sys.stderr)
     t0 = time.time()
@@ -95,7 +86,7 @@ def trained_predictor(rows: Sequence[Any], config: PredictorConfig, tag: str) ->
           file=sys.stderr)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_predictor(pred, path)
-    return _dense_coef(pred)
+    return pred
 
 
 def structural_block(pred: Any, prompts: Sequence[str]) -> np.ndarray:
