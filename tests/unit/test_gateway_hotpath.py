@@ -86,6 +86,44 @@ async def test_client_disconnect_aborts_the_upstream_request(disconnect_after_s)
     server.close()
 
 
+async def test_an_upstream_cut_mid_stream_counts_as_502_not_as_a_server_error():
+    async def cut(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        head = await r.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"POST /v1/chat/completions "):
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        else:  # one SSE event of a chunked stream, then the connection drops mid-stream
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"1f\r\ndata: {\"id\":\"x\",\"choices\":[]}\n\n\r\n")
+            await w.drain()
+        w.close()
+
+    server = await asyncio.start_server(cut, "127.0.0.1", 0)
+    app = await _app_with(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
+    sent: list[dict[str, Any]] = []
+    body = orjson.dumps({"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]})
+    done = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if not sent and not done.is_set():
+            done.set()
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(msg: dict[str, Any]) -> None:
+        sent.append(msg)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": []}
+    async with app.router.lifespan_context(app):
+        await asyncio.wait_for(app(scope, receive, send), 5)
+        assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 200, sent  # the stream had begun
+        text = app.gateway.metrics.render().decode()
+        assert 'thinkgate_requests_total{backend="",code="502",route="/v1/chat/completions"} 1.0' in text
+        assert "server_error" not in text
+        assert 'thinkgate_inflight_requests{backend="b"} 0.0' in text
+    server.close()
+
+
 async def test_watcher_starts_only_for_long_requests(monkeypatch):
     started: list[bool] = []
     real = hotpath._DisconnectWatch._start

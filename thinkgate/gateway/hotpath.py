@@ -68,14 +68,19 @@ def new_id() -> str:
     return os.urandom(16).hex()
 
 
+def _upstream_failed(exc: UpstreamError, replica: Replica) -> E.GatewayError:
+    """A broken or stalled upstream body as the client-facing error: 504 on a read timeout, else 502."""
+    if isinstance(exc, ReadTimeout):
+        return E.BackendTimeout(f"backend {replica.name} timed out")
+    return E.BadGateway(f"backend {replica.name}: {exc}")
+
+
 async def _read_all(resp: Response, replica: Replica) -> bytes:
     """The whole upstream body; a broken or stalled upstream maps to 502/504."""
     try:
         return await resp.read()
-    except ReadTimeout:
-        raise E.BackendTimeout(f"backend {replica.name} timed out") from None
     except UpstreamError as exc:
-        raise E.BadGateway(f"backend {replica.name}: {exc}") from None
+        raise _upstream_failed(exc, replica) from None
 
 
 async def serve_completion(gw: Gateway, scope: dict[str, Any], receive: Receive, send: Send,
@@ -332,9 +337,11 @@ async def _relay_stream(gw: Gateway, req: ParsedRequest, out: Outcome, replica: 
                     first = False
                     served.ttft.observe(time.perf_counter() - t0)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    except BaseException:
+    except BaseException as exc:
         # Client gone or upstream cut: account for the tokens generated so far.
         _account(served, out, replica, relay.partial_usage())
+        if isinstance(exc, UpstreamError):  # counted as 502/504 like a broken whole-body read
+            raise _upstream_failed(exc, replica) from None
         raise
     tail = relay.tail()
     _account(served, out, replica, relay.final_usage())
