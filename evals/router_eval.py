@@ -47,6 +47,7 @@ from router.eval_predictors import (
 from router.evaluation import (
     GROUP_HALVES,
     decision_prices,
+    lam_unit,
     run_policy,
     snapshot_from_prices,
     surface_group,
@@ -179,7 +180,7 @@ def shift_experiment(train_rows: list[Any], test_rows: list[Any], prices: dict[s
     opts = t_test.options
     test_full = views_for(t_test.prompts, full_pred.predict_batch(t_test.prompts, opts))
     test_a = _with_features(views_for(t_test.prompts, pred_a.predict_batch(t_test.prompts, opts)), pred_a, context)
-    lam = kappa * lam_unit(test_a, snap)
+    lam = kappa * lam_unit(test_a, snap, STRONG)
     offline = run_policy(UtilityPolicy(default_lambda=lam), test_full, snap, opts, t_test.scores, t_test.costs)
     prior_only = run_policy(UtilityPolicy(default_lambda=lam), test_a, snap, opts, t_test.scores, t_test.costs)
     best_j = int(np.argmax(t_stream.scores.mean(axis=0)))  # best single model on the stream half, as known online
@@ -241,14 +242,6 @@ def _with_features(views: list[Any], pred: Any, context: str) -> list[Any]:
     return [dataclasses.replace(v, features=f) for v, f in zip(views, block, strict=True)]
 
 
-def lam_unit(views: list[Any], snap: Any) -> float:
-    """1 / the strong model's mean expected $ cost over ``views``: lambda = kappa * unit prices one strong call at kappa."""
-    from router.options import build_candidates
-
-    costs = [c.cost_usd for v in views for c in build_candidates(v, snap) if c.model == STRONG]
-    return 1.0 / float(np.mean(costs))
-
-
 # ------------------------------------------------------------------ main
 
 
@@ -306,7 +299,7 @@ def evaluate(data: Path, predictor: str, seeds: int, shift_kappa: float, alpha: 
     pred = trained_predictor(train_rows, config, "full")
     ests = pred.predict_batch(table.prompts, table.options)
     snap = snapshot_from_prices(dprices)
-    unit = lam_unit(views_for(table.prompts, ests), snap)
+    unit = lam_unit(views_for(table.prompts, ests), snap, STRONG)
     runs: dict[str, Any] = {}
     register_router_strategies(ests, dprices, unit, runs)
     t0 = time.time()

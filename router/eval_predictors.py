@@ -155,8 +155,7 @@ def select_predictor(
     ``ValueError`` for an unknown name or a fraction outside (0, 1).
     """
     from evals.replay_table import table_from_rows
-    from router.evaluation import decision_prices, run_policy, snapshot_from_prices, views_for
-    from router.options import build_candidates
+    from router.evaluation import decision_prices, lam_unit, run_policy, snapshot_from_prices, views_for
     from router.strategies import UtilityPolicy
 
     unknown = [n for n in names if n not in PREDICTOR_CONFIGS]
@@ -183,7 +182,7 @@ def select_predictor(
         pred = trained_predictor(fit, cfg, f"val-{name}")
         views = views_for(table.prompts, pred.predict_batch(table.prompts, table.options))
         strong = table.options[best_j]
-        unit = 1.0 / float(np.mean([c.cost_usd for v in views for c in build_candidates(v, snap) if c.model == strong]))
+        unit = lam_unit(views, snap, strong)
         pts = []
         for k in kappas:
             r = run_policy(UtilityPolicy(default_lambda=k * unit), views, snap, table.options, table.scores,

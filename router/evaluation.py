@@ -18,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
+from router.options import build_candidates
 from router.seam import ModelInfo, RequestView, RoutingSnapshot
 
 __all__ = [
     "GROUP_HALVES",
     "PolicyRun",
     "decision_prices",
+    "lam_unit",
     "run_policy",
     "snapshot_from_prices",
     "surface_group",
@@ -97,6 +99,12 @@ def views_for(
     base.update(fields)
     return [RequestView(prompt_text=p, tenant_id=tenant, estimates=tuple(e), price_lambda=price_lambda, **base)
             for p, e in zip(prompts, estimates, strict=True)]
+
+
+def lam_unit(views: Sequence[RequestView], snap: RoutingSnapshot, strong: str) -> float:
+    """1 / the ``strong`` model's mean expected $ cost over ``views``: lambda = kappa * unit prices one strong call at kappa."""
+    costs = [c.cost_usd for v in views for c in build_candidates(v, snap) if c.model == strong]
+    return 1.0 / float(np.mean(costs))
 
 
 @dataclass(frozen=True)
