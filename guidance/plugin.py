@@ -42,22 +42,25 @@ class BudgetGuidance(V1LogitsProcessor, V2LogitsProcessor):
     _live: ClassVar[weakref.WeakSet] = weakref.WeakSet()
 
     def __init__(self, vllm_config: Any, *args: Any) -> None:
+        if len(args) not in (1, 2):
+            raise TypeError(f"BudgetGuidance: unexpected constructor arguments ({len(args) + 1} given)")
         self._config = vllm_config
         self._noop = any(other._config is vllm_config for other in BudgetGuidance._live)
         BudgetGuidance._live.add(self)
+        self._v1: Any = None
+        self._v2: Any = None
         if self._noop:
+            # Return before building an adapter: no tokenizer, vocabulary or model for an inert instance.
             log.warning("thinkgate guidance: plugin loaded twice in one process; the extra instance is a no-op")
+            return
         if len(args) == 2:  # V1: (device, is_pin_memory)
             from guidance.v1 import GuidanceV1
 
-            self._v1: Any = GuidanceV1.from_vllm(vllm_config, args[0])
-            self._v2: Any = None
-        elif len(args) == 1:  # MRV2: (req_states,)
+            self._v1 = GuidanceV1.from_vllm(vllm_config, args[0])
+        else:  # MRV2: (req_states,)
             from guidance.mrv2 import GuidanceMRV2
 
-            self._v1, self._v2 = None, GuidanceMRV2.from_vllm(vllm_config, args[0])
-        else:
-            raise TypeError(f"BudgetGuidance: unexpected constructor arguments ({len(args) + 1} given)")
+            self._v2 = GuidanceMRV2.from_vllm(vllm_config, args[0])
 
     @classmethod
     def validate_params(cls, sampling_params: Any) -> None:

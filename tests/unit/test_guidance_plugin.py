@@ -49,6 +49,7 @@ def test_dispatch_by_signature_and_duplicate_guard(plugin):
     p1.apply(logits)
     assert logits[0, 2] > logits[0, 4]  # guided: end of thinking favoured at the line start
     dup = plugin(cfg, torch.device("cpu"), False)  # same engine config: the second load is inert
+    assert dup._v1 is None and dup._v2 is None  # and builds no adapter (tokenizer, vocabulary, model)
     dup.update_state(SimpleNamespace(removed=[], moved=[], added=[
         (0, SimpleNamespace(extra_args={"think_budget": 2}), [4, 1, 3], [])]))
     logits = torch.zeros(1, len(TEXTS))
@@ -69,6 +70,10 @@ def test_validate_params_raises_value_error(plugin):
         plugin.validate_params(SimpleNamespace(extra_args={"think_budget": -1}))
 
 
-def test_server_args_load_the_plugin_once():
-    args = server_args()
-    assert args in ([], ["--logits-processors", PLUGIN])
+def test_server_args_load_the_plugin_once(monkeypatch):
+    import guidance
+
+    monkeypatch.setattr(guidance, "entry_point_installed", lambda: True)
+    assert server_args() == []
+    monkeypatch.setattr(guidance, "entry_point_installed", lambda: False)
+    assert server_args() == ["--logits-processors", PLUGIN]
