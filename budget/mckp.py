@@ -213,7 +213,6 @@ def solve_greedy(
     h = hull_increments(v, c)
     rows = np.arange(n_classes)
     base_cost = float(c[rows, h.base].sum())
-    base_value = float(v[rows, h.base].sum())
     slack = capacity - base_cost
     if slack < -1e-9 * max(1.0, capacity):
         raise MCKPInfeasible(f"capacity {capacity} below the sum of cheapest options {base_cost}")
@@ -222,7 +221,7 @@ def solve_greedy(
     choice = h.base.astype(np.int64).copy()
     # Later steps of a class overwrite earlier ones because the order is preserved.
     choice[h.inc_class[:n_fit]] = h.inc_to[:n_fit]
-    value, cost = _totals(v, c, choice)
+    value, cost = _totals(v, c, choice)  # from the choice itself, not base + steps (no drift)
     if n_fit < len(cum):
         used = float(cum[n_fit - 1]) if n_fit else 0.0
         frac = (slack - used) / float(h.inc_dw[n_fit])
@@ -231,7 +230,6 @@ def solve_greedy(
         lam = float(h.inc_eff[n_fit])
     else:
         lp, lam, gap = value, 0.0, 0.0
-    del base_value  # value is recomputed from the choice to avoid drift
     return MCKPSolution(choice, value, cost, lp_bound=lp, lam=lam, gap_bound=gap)
 
 
