@@ -52,13 +52,8 @@ def test_thinking_split_and_native_budget(served):
     assert tasks.parse_answer(eight.content) is not None  # a best-effort answer still follows
 
 
-# Models without the budget-accuracy shape yet (testbed/README.md, "Known problems");
-# tg-large left the list after its third training stage.
-KNOWN_BAD: set[str] = set()
-
-
 def test_budget_accuracy_relationship(served):
-    name, sampler = served
+    _, sampler = served
     problems = tasks.sample_problems(60, "test", seed=11, difficulties=EVAL_DIFFICULTIES)
 
     def accuracy(budget):
@@ -71,8 +66,4 @@ def test_budget_accuracy_relationship(served):
     none, _ = accuracy(0)
     assert max(g.thinking_tokens for g in half_gens) <= round(0.5 * median) - 1
     shape_ok = full >= none + 0.35 and full >= half + 0.15 and half >= none
-    if name in KNOWN_BAD:
-        # Strict expected failure: once a retrained model has the shape, drop it from KNOWN_BAD.
-        assert not shape_ok, f"{name} now shows the budget effect; remove it from KNOWN_BAD"
-        pytest.xfail(f"{name}: no budget effect yet (full={full:.2f}, half={half:.2f}, none={none:.2f})")
     assert shape_ok, (full, half, none)
