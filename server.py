@@ -29,6 +29,7 @@ from thinkgate.gateway.hooks import Admission
 from thinkgate.gateway.hotpath import HOT_PATHS, serve_completion
 from thinkgate.gateway.http1 import HTTP1Pool
 from thinkgate.gateway.metrics import Metrics
+from thinkgate.gateway.pipeline import Outcome
 from thinkgate.gateway.proxy import Upstream, make_pool
 
 __all__ = ["create_app", "Gateway", "GatewayApp"]
@@ -102,9 +103,9 @@ class Gateway:
         if self.session:
             await self.session.close()
 
-    async def settle(self, tenant: str, out: Any) -> None:
+    async def settle(self, tenant: str, out: Outcome) -> None:
         """Settle a request's spend; shielded from cancellation and awaited at shutdown."""
-        if getattr(out, "reservation_id", None) is None:
+        if out.reservation_id is None:
             return  # nothing reserved (anonymous, refused before admission, already settled)
         task = asyncio.ensure_future(self.admission.settle(tenant, out))
         self._settling.add(task)

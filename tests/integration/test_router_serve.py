@@ -27,7 +27,7 @@ from tests.integration.conftest import start_gateway
 
 pytestmark = pytest.mark.integration
 
-ARTIFACT = ROOT / "artifacts" / "testbed-structural.pkl"
+ARTIFACT = ROOT / "artifacts" / "testbed-structural.pkl"  # committed: a missing file must fail, not skip
 HEALTH_S = 0.5
 # A medium testbed question: the prior rates both models low, so bandit feedback dominates it fast.
 QUESTION = "sum a3 b8 c5 d1 e7 f2 g9"
@@ -66,7 +66,6 @@ def _wait_until(pred, timeout: float) -> bool:
     return False
 
 
-@pytest.mark.skipif(not ARTIFACT.exists(), reason=f"shipped predictor {ARTIFACT} is missing")
 def test_linucb_serve_feedback_moves_routing_and_a_dead_backend_is_routed_around(tmp_path):
     small_port, large_port, gw_port = free_port(), free_port(), free_port()
     small = instant_backend(small_port, tmp_path / "small.log", model="tg-small")

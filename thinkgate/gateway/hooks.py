@@ -24,7 +24,11 @@ class Admission(Protocol):
         ...
 
     async def admit(self, tenant: str, req: ParsedRequest, out: Outcome, snapshot: RoutingSnapshot) -> None:
-        """Reserve the decision's worst-case cost (sets ``out.reserved_usd``) or raise BudgetExhausted."""
+        """Reserve the decision's worst-case cost or raise BudgetExhausted.
+
+        Sets ``out.reserved_usd`` and ``out.reservation_id``; the gateway calls
+        :meth:`settle` only for outcomes whose ``reservation_id`` is set.
+        """
         ...
 
     async def settle(self, tenant: str, out: Outcome) -> None:
