@@ -141,6 +141,19 @@ class HashedFeaturizer(Featurizer):
             raise ValueError(f"n_features: must be a power of two, got {n_features}")
         self.n_features = n_features
         self.idf_: list[np.ndarray] | None = None
+        #: Bucket scheme; instances pickled without it used sklearn's HashingVectorizer buckets.
+        self.hashing = "crc32"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # The old scheme had the same attributes, so without this check an old artifact
+        # would load and silently predict from features in the wrong buckets.
+        if state.get("hashing") != "crc32":
+            raise ValueError(
+                "this artifact was trained with an older hashed featurizer"
+                f" (buckets: {state.get('hashing', 'sklearn HashingVectorizer')}; this thinkgate uses crc32):"
+                " retrain with `thinkgate predictors train`"
+            )
+        self.__dict__.update(state)
 
     def _rows(self, texts: Sequence[str | bytes]) -> list[list[tuple[np.ndarray, np.ndarray]]]:
         mask = self.n_features - 1
@@ -276,8 +289,7 @@ class CombinedFeaturizer(Featurizer):
         return self
 
     def transform(self, texts: Sequence[str | bytes]) -> Any:
-        """Concatenated blocks; CSR if any part is sparse, else dense float32."""
-        texts = [clean_text(t) for t in texts]
+        """Concatenated blocks; CSR if any part is sparse, else dense float32 (each part cleans its texts)."""
         blocks = []
         for p, w in zip(self.parts, self.weights, strict=True):
             b = p.transform(texts)

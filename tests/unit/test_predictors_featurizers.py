@@ -85,3 +85,25 @@ def test_one_megabyte_prompt_is_bounded():
     # Character count is of the original text, so the length feature still sees 1 MB.
     raw = StructuralFeaturizer().transform([big])
     assert raw[0, 0] == pytest.approx(np.log1p(1_000_000), rel=1e-5)
+
+
+def test_hashed_featurizer_pickled_before_crc32_buckets_is_refused(tmp_path):
+    import pickle
+
+    from predictors.artifact import ArtifactError, load_predictor, save_predictor
+    from predictors.synthetic import make_synthetic_table
+    from predictors.train import train_predictor, training_set_from_table
+
+    new = HashedFeaturizer(2**8).fit(["a b c", "b c d"])
+    assert new.hashing == "crc32"
+    again = pickle.loads(pickle.dumps(new))
+    assert (again.transform(["a b"]) != new.transform(["a b"])).nnz == 0
+    old = HashedFeaturizer(2**8).fit(["a b c"])
+    del old.__dict__["hashing"]  # what a featurizer pickled by the HashingVectorizer version holds
+    with pytest.raises(ValueError, match="trained with an older hashed featurizer.*retrain"):
+        pickle.loads(pickle.dumps(old))
+    pred = train_predictor(training_set_from_table(make_synthetic_table(40, seed=0)), "hashed+structural")
+    del pred.featurizer.parts[0].__dict__["hashing"]
+    path = save_predictor(pred, tmp_path / "old-hashed.pkl")
+    with pytest.raises(ArtifactError, match=r"old-hashed\.pkl: .*older hashed featurizer.*retrain"):
+        load_predictor(path)
