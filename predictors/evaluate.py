@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from predictors.featurizers import clean_text
 from predictors.model import Predictor
 from predictors.records import resolve_costs
 from predictors.train import TrainingSet
@@ -146,7 +147,7 @@ def evaluate_predictor(pred: Predictor, test: TrainingSet, costs: Mapping[str, f
     if not known:
         raise ValueError("test: no option in common with the predictor's options")
     jt = [test.options.index(o) for o in known]
-    X = pred.featurizer.transform(test.prompts)
+    X = pred.featurizer.transform([clean_text(p) for p in test.prompts])  # as Predictor.predict_batch does
     P = pred.probabilities(X)[:, [pred.options.index(o) for o in known]]
     S = test.scores[:, jt]
     per_option: dict[str, dict[str, Any]] = {}
