@@ -69,18 +69,8 @@ def test_stats_match_vllm_args(name):
     assert set(stats["accuracy"]) == {"easy", "medium", "hard"}
 
 
-# Models that do not look terms up correctly yet (testbed/README.md, "Known problems");
-# strict, so a listed model that gets it right makes this fail, as a reminder. tg-large
-# left the list after its third training stage (easy problems 1.00 at difficulties 1-3).
-_KNOWN_BAD: set[str] = set()
-
-
 @needs_models
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=pytest.mark.xfail(n in _KNOWN_BAD, reason="term lookup not learned", strict=True))
-     for n in SHIPPED],
-)
+@pytest.mark.parametrize("name", SHIPPED)
 def test_solves_easy_problems(name):
     pytest.importorskip("transformers")
     from testbed.hf_backend import HFGenerator
