@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--featurizer", default=_DEFAULT_FEATURIZER, help="featurizer spec, e.g. minilm+hashed+structural (default: %(default)s)")
         sp.add_argument("--alphas", default="0.3,1,3,10", help="ridge strengths to choose from by leave-one-out error (default: %(default)s)")
-        sp.add_argument("--kernel", default="linear", choices=["linear", "rbf"], help="ridge kernel (default: %(default)s)")
+        sp.add_argument("--kernel", default="linear", choices=["linear", "rbf", "linear+rbf"],
+                        help="ridge kernel; linear+rbf averages one model of each (default: %(default)s)")
         sp.add_argument("--gamma", type=float, default=2.0, help="rbf kernel width (default: %(default)s)")
         sp.add_argument("--weights", default=None, help="comma-separated weight per featurizer block, e.g. 1,1,0.05")
         sp.add_argument("--folds", type=int, default=5, help="cross-fitting folds for calibration (default: %(default)s)")
@@ -145,6 +146,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             cap = "" if "at_cap_share" not in v else (
                 f" at cap={v['at_cap_share']:.3f} coverage below cap={_fmt(v['p90_coverage_below_cap'])}")
             print(f"{kind} tokens {o}: n={v['n']} MAE={v['mae']:.1f} p90 coverage={v['p90_coverage']:.3f}"
+                  f" strict={v['p90_coverage_strict']:.3f} calibrated={'yes' if v['p90_calibrated'] else 'no'}"
                   f" pinball={v['p90_pinball']:.2f}{cap}", file=out)
     rt = r["routing"]
     if rt["sweep"] is None:

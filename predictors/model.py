@@ -121,6 +121,11 @@ class Predictor:
     ``metadata`` (filled by training and the artifact writer).
     """
 
+    #: Success models averaged with this one's in :meth:`probabilities` (same
+    #: options and featurizer; their length heads are unused). Class default,
+    #: so artifacts pickled before blends existed load with none.
+    blend: tuple[Predictor, ...] = ()
+
     def __init__(
         self,
         featurizer: CombinedFeaturizer,
@@ -196,9 +201,17 @@ class Predictor:
         return _dense(self.kernel_features(X) @ self.coef) + self.intercept
 
     def probabilities(self, X: Any) -> np.ndarray:
-        """Calibrated P(correct) ``(n, k)`` for a feature matrix."""
+        """Calibrated P(correct) ``(n, k)`` for a feature matrix.
+
+        With ``blend`` members (``kernel="linear+rbf"`` training), the mean of
+        this model's calibrated probabilities and theirs (same options, same
+        features).
+        """
         z = self.logits(X)
-        return np.column_stack([c(z[:, j]) for j, c in enumerate(self.calibrators)]) if len(z) else z
+        p = np.column_stack([c(z[:, j]) for j, c in enumerate(self.calibrators)]) if len(z) else z
+        if self.blend and len(z):
+            p = (p + sum(m.probabilities(X) for m in self.blend)) / (1 + len(self.blend))
+        return p
 
     def lengths(self, X: Any, heads: Sequence[LengthHead | None]) -> list[tuple[np.ndarray, np.ndarray] | None]:
         """Per option: (mean, p90) arrays over rows, or ``None`` without a head."""
@@ -292,7 +305,8 @@ class Predictor:
         return parse_option(option)[1]
 
     def __repr__(self) -> str:
-        return f"Predictor(featurizer={self.featurizer_spec!r}, kernel={self.kernel!r}, options={len(self.options)})"
+        kernel = "+".join([self.kernel, *(m.kernel for m in self.blend)])
+        return f"Predictor(featurizer={self.featurizer_spec!r}, kernel={kernel!r}, options={len(self.options)})"
 
 
 def _expit(z: np.ndarray) -> np.ndarray:

@@ -297,6 +297,35 @@ def _compact(W: np.ndarray, sparse_features: bool) -> Any:
 # ---------------------------------------------------------------- entry point
 
 
+#: Ridge kernels of :func:`train_predictor`; ``linear+rbf`` averages the calibrated
+#: probabilities of one model of each (lengths and the cheapest head: the linear one).
+KERNELS = ("linear", "rbf", "linear+rbf")
+
+
+def _blend(data: TrainingSet, featurizer: str, **kw: Any) -> Predictor:
+    """``kernel="linear+rbf"``: a linear predictor with an rbf success model in its ``blend``."""
+    t0 = time.time()
+    gamma = kw.pop("gamma")
+    lin = train_predictor(data, featurizer, kernel="linear", **kw)
+    rbf = train_predictor(data, featurizer, kernel="rbf", gamma=gamma, **kw)
+    if lin.options != rbf.options:  # pragma: no cover - same data, same order
+        raise RuntimeError("blend: members disagree on the options")
+    # Both featurizers were fitted on the same texts by the same deterministic
+    # code; the blend keeps one, and the member keeps no length heads or metadata copies.
+    rbf.featurizer = lin.featurizer
+    rbf.thinking_heads = [None] * len(rbf.options)
+    rbf.answer_heads = [None] * len(rbf.options)
+    rbf.cheapest_classes = rbf.cheapest_coef = rbf.cheapest_intercept = None
+    lin.blend = (rbf,)
+    lin.metadata.update({
+        "kernel": "linear+rbf", "gamma": gamma,
+        "blend": [{"kernel": "rbf", "gamma": gamma, "chosen_alpha": rbf.metadata["chosen_alpha"],
+                   "calibration": rbf.metadata["calibration"]}],
+        "train_seconds": round(time.time() - t0, 2),
+    })
+    return lin
+
+
 def train_predictor(
     data: TrainingSet,
     featurizer: str = "hashed+structural",
@@ -319,7 +348,8 @@ def train_predictor(
     used above ``max_dual`` rows, where ``folds``-fold cross-fitting replaces
     leave-one-out). ``kernel="rbf"`` uses ``exp(-gamma/2 * |x - y|^2)`` over the
     feature rows instead of the linear kernel (dual form only; the predictor
-    then keeps the training rows as support vectors). ``option_costs`` (cost per query) override the costs
+    then keeps the training rows as support vectors); ``kernel="linear+rbf"``
+    fits one of each and averages their calibrated probabilities. ``option_costs`` (cost per query) override the costs
     observed in the data for the cheapest-sufficient head and are stored in the
     predictor. Raises ``ValueError`` naming the parameter for bad arguments.
     """
@@ -327,8 +357,13 @@ def train_predictor(
         raise ValueError(f"folds: must be >= 2, got {folds}")
     if not alphas or any(not (a > 0 and math.isfinite(a)) for a in alphas):
         raise ValueError(f"alphas: must be positive finite numbers, got {list(alphas)}")
-    if kernel not in ("linear", "rbf"):
-        raise ValueError(f"kernel: unknown {kernel!r}, available: linear, rbf")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: unknown {kernel!r}, available: {', '.join(KERNELS)}")
+    if kernel == "linear+rbf":
+        return _blend(data, featurizer, alphas=alphas, folds=folds, calibration=calibration,
+                      length_alpha=length_alpha, option_costs=option_costs,
+                      sufficient_threshold=sufficient_threshold, featurizer_weights=featurizer_weights,
+                      max_dual=max_dual, gamma=gamma, seed=seed)
     if len(data.prompts) < 2 * folds:
         raise ValueError(f"data: need at least {2 * folds} prompts for {folds}-fold calibration, got {len(data.prompts)}")
     t0 = time.time()

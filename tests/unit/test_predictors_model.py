@@ -14,7 +14,7 @@ from predictors.artifact import (
     read_artifact_header,
     save_predictor,
 )
-from predictors.evaluate import auroc, ece, evaluate_predictor
+from predictors.evaluate import auroc, ece, evaluate_predictor, quantile_calibration
 from predictors.model import Calibrator, OptionEstimate
 from predictors.synthetic import SYNTHETIC_COSTS, make_synthetic_records, make_synthetic_table
 from predictors.train import (
@@ -83,6 +83,24 @@ def test_metric_functions():
     assert auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
     assert auroc(np.array([0.1, 0.2]), np.array([1, 1])) is None
     assert ece(np.array([0.0, 1.0]), np.array([0.0, 1.0])) == 0.0
+
+
+def test_quantile_calibration_of_integer_lengths():
+    rng = np.random.default_rng(0)
+    # Continuous-like outcomes: the true 0.9-quantile is calibrated, a p90 far above or below is not.
+    y = rng.integers(0, 1000, 5000).astype(float)
+    q = np.full_like(y, np.quantile(y, 0.9))
+    cov, strict, ok = quantile_calibration(y, q, 0.9)
+    assert abs(cov - 0.9) < 0.01 and ok
+    assert not quantile_calibration(y, np.full_like(y, 999.0), 0.9)[2]  # over-reserves: strict ~1
+    assert not quantile_calibration(y, np.full_like(y, 500.0), 0.9)[2]  # under-covers
+    # A point mass (greedy length, or every length at the cap): q equal to it is the exact quantile.
+    y = np.full(100, 51.0)
+    assert quantile_calibration(y, y.copy(), 0.9) == (1.0, 0.0, True)
+    assert quantile_calibration(y, y + 1, 0.9) == (1.0, 1.0, False)  # one token above every outcome
+    assert quantile_calibration(y, y - 1, 0.9) == (0.0, 0.0, False)
+    with pytest.raises(ValueError, match="quantile_calibration"):
+        quantile_calibration(np.array([]), np.array([]), 0.9)
 
 
 def test_predict_api_shapes_options_and_budget_cap(trained):
@@ -154,6 +172,29 @@ def test_rbf_kernel_and_bad_arguments():
         train_predictor(train, "hashed", folds=1)
     with pytest.raises(ValueError, match="kernel: rbf needs at most"):
         train_predictor(train, "hashed", kernel="rbf", max_dual=50)
+
+
+def test_linear_rbf_blend_averages_calibrated_members(tmp_path):
+    train = training_set_from_table(make_synthetic_table(120, seed=3))
+    test = training_set_from_table(make_synthetic_table(40, seed=5))
+    lin = train_predictor(train, "hashed+structural", kernel="linear")
+    rbf = train_predictor(train, "hashed+structural", kernel="rbf", gamma=2.0)
+    blend = train_predictor(train, "hashed+structural", kernel="linear+rbf", gamma=2.0)
+    assert blend.metadata["kernel"] == "linear+rbf" and "linear+rbf" in repr(blend)
+    P = lambda pr: np.array([[e.p_correct for e in row] for row in pr.predict_batch(test.prompts)])  # noqa: E731
+    p_lin, p_rbf, p_blend = P(lin), P(rbf), P(blend)
+    assert not np.allclose(p_lin, p_rbf)  # the members differ, so the average is a real blend
+    np.testing.assert_allclose(p_blend, (p_lin + p_rbf) / 2, atol=1e-9)
+    # Lengths and the cheapest head are the linear member's.
+    e_lin, e_blend = lin.predict(test.prompts[0]), blend.predict(test.prompts[0])
+    assert [e.thinking_tokens_p90 for e in e_blend] == [e.thinking_tokens_p90 for e in e_lin]
+    # The blend survives the artifact round trip and shares one featurizer.
+    path = tmp_path / "blend.tgp"
+    save_predictor(blend, path)
+    back = load_predictor(path)
+    assert back.blend and back.blend[0].featurizer is back.featurizer
+    np.testing.assert_allclose(P(back), p_blend, atol=1e-9)
+    assert lin.blend == ()  # class default: plain artifacts carry no blend
 
 
 def test_primal_path_and_soft_labels():
