@@ -88,7 +88,8 @@ def _median_unlimited(records: list[Any]) -> int:
 
 
 def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: Path, concurrency: int,
-                budgets_from: Path | None = None, progress: bool = True) -> Path:
+                budgets_from: Path | None = None, progress: bool = True, temperature: float = 0.0,
+                sample_seed: int | None = None) -> Path:
     """Run the budget grid for every model (one server at a time) and write ``out_dir/table.json``.
 
     Budgets come from ``budgets_from`` (a ``budgets.json`` written by an earlier
@@ -96,7 +97,9 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
     ``testbed.models.median_thinking_tokens``, else from the median of an
     unlimited run on these items. Returns the table path; records of model m go
     to ``out_dir/m/records.jsonl`` (with the response cache, so a killed sweep
-    resumes).
+    resumes). ``temperature > 0`` samples instead of decoding greedily; with
+    ``sample_seed`` every request carries that seed, so the sweep is
+    reproducible and its responses are cached like greedy ones.
     """
     from tokenizers import Tokenizer
 
@@ -113,7 +116,7 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
     if budgets_from is not None:
         fixed = {m: list(b) for m, b in json.loads(budgets_from.read_text())["budgets"].items()}
     used: dict[str, Any] = {"split": split, "limit": limit, "seed": seed, "n_items": len(items), "budgets": {},
-                            "median_source": {}}
+                            "median_source": {}, "temperature": temperature, "sample_seed": sample_seed}
     all_records: list[Any] = []
     for model in models:
         tok = Tokenizer.from_file(str(model_path(model) / "tokenizer.json"))
@@ -123,7 +126,8 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
 
         mdir = out_dir / model
         with VllmServer(model, log_path=out_dir / f"vllm-{model}.log") as srv:
-            base = RunConfig(srv.base_url, model, temperature=0.0, concurrency=concurrency, dataset="testbed",
+            base = RunConfig(srv.base_url, model, temperature=temperature, seed=sample_seed, concurrency=concurrency,
+                             dataset="testbed",
                              extra_body={"skip_special_tokens": False})
             if model in fixed:
                 budgets, src = fixed[model], str(budgets_from)
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out-dir", required=True, type=Path)
     s.add_argument("--concurrency", type=int, default=16)
     s.add_argument("--budgets-from", type=Path, help="budgets.json of an earlier sweep (same option names)")
+    s.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    s.add_argument("--sample-seed", type=int, help="seed sent with every request (sampled sweeps: reproducible, cached)")
     s.add_argument("--no-progress", action="store_true")
     c = sub.add_parser("compare", help="uniform budgets vs predictor + knapsack at equal thinking tokens")
     c.add_argument("--test-table", required=True, type=Path)
@@ -340,8 +346,10 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--models: give at least one model")
         if a.limit < 1:
             ap.error(f"--limit: must be >= 1, got {a.limit}")
+        if a.temperature < 0:
+            ap.error(f"--temperature: must be >= 0, got {a.temperature}")
         table = sweep_split(a.split, a.limit, a.seed, models, a.out_dir, a.concurrency, a.budgets_from,
-                            not a.no_progress)
+                            not a.no_progress, a.temperature, a.sample_seed)
         print(f"table -> {table}")
         return 0
     if (a.train_table is None) == (a.predictor is None):

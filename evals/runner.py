@@ -10,6 +10,7 @@ unseeded sample is a fresh draw every time, so replaying it would be wrong.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -82,13 +83,26 @@ class RunSummary:
     errors: list[str] = field(default_factory=list)
 
 
+def request_seed(seed: int, item_id: str) -> int:
+    """The sampling seed sent for ``item_id`` in a run seeded with ``seed``.
+
+    One seed for every request would hand every request the same random
+    stream, so prompts with similar next-token distributions would draw the
+    same choices (for a testbed model: the same thinking style for every
+    problem). A hash of the run seed and the item id keeps the run
+    reproducible and the draws independent across items.
+    """
+    digest = hashlib.sha256(f"{seed}|{item_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
 def build_request(item: EvalItem, cfg: RunConfig) -> dict[str, Any]:
     """The chat-completions keyword arguments for ``item`` (``extra_body`` included)."""
     body: dict[str, Any] = {"model": cfg.model, "messages": item.messages, "temperature": cfg.temperature}
     if cfg.max_tokens is not None:
         body["max_tokens"] = cfg.max_tokens
     if cfg.seed is not None:
-        body["seed"] = cfg.seed
+        body["seed"] = request_seed(cfg.seed, item.id)
     extra: dict[str, Any] = {}
     if cfg.thinking_budget is not None:
         if cfg.mode == "vllm":

@@ -176,6 +176,17 @@ def test_unseeded_sampling_is_not_cached(server, tmp_path):
     assert run(_items(3), seeded, cache_dir=tmp_path / "c", progress=False).n_cached == 3
 
 
+def test_sampling_seed_is_per_item_and_reproducible():
+    items = _items(4)
+    cfg = RunConfig("http://x", "m", temperature=1.0, seed=7)
+    seeds = [build_request(it, cfg)["seed"] for it in items]
+    assert len(set(seeds)) == 4  # independent draws across items, not one shared stream
+    assert seeds == [build_request(it, cfg)["seed"] for it in items]
+    assert seeds != [build_request(it, RunConfig("http://x", "m", temperature=1.0, seed=8))["seed"] for it in items]
+    assert all(0 <= s < 2**31 for s in seeds)
+    assert "seed" not in build_request(items[0], RunConfig("http://x", "m"))
+
+
 def test_killed_run_resumes_without_redoing_items(tmp_path):
     server = FakeServer(delay_s=0.15).start()
     try:
