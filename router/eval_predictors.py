@@ -54,6 +54,8 @@ PREDICTOR_CONFIGS: dict[str, PredictorConfig] = {
     "hashed-linear": PredictorConfig("hashed+structural", "linear"),
     "hashed-rbf": PredictorConfig("hashed+structural", "rbf", 2.0),
     "minilm8-rbf": PredictorConfig("minilm8+hashed+structural", "rbf", 1.0),
+    # The two hashed models averaged (kernel "linear+rbf", predictors.train.KERNELS).
+    "hashed-blend": PredictorConfig("hashed+structural", "linear+rbf", 2.0),
 }
 
 
