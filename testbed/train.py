@@ -80,8 +80,9 @@ def make_example(problem: tasks.Problem, rng: random.Random, mix: MixConfig) -> 
     return prompt, tasks.render_completion(problem, style, cut)
 
 
-def _draw_train_problem(rng: random.Random) -> tasks.Problem:
-    d = rng.choice(tasks.DIFFICULTIES)
+def _draw_train_problem(rng: random.Random, max_difficulty: int | None = None) -> tasks.Problem:
+    choices = tasks.DIFFICULTIES if max_difficulty is None else [d for d in tasks.DIFFICULTIES if d <= max_difficulty]
+    d = rng.choice(choices)
     while True:
         p = tasks.make_problem(d, rng)
         if tasks.split_of(p) == "train":
@@ -113,12 +114,14 @@ def build_model(size: str, vocab_size: int, pad_id: int, eos_id: int, seed: int)
     return Qwen2ForCausalLM(config)
 
 
-def _batches(rng: random.Random, tok: Any, mix: MixConfig, tokens_per_batch: int, pool: int) -> Any:
+def _batches(rng: random.Random, tok: Any, mix: MixConfig, tokens_per_batch: int, pool: int,
+             state: dict[str, Any] | None = None) -> Any:
     """Yield (input_ids, labels, attention_mask) tensors forever, grouped by length to limit padding."""
     import torch
 
     while True:
-        pairs = [make_example(_draw_train_problem(rng), rng, mix) for _ in range(pool)]
+        max_d = None if state is None else state.get("max_difficulty")
+        pairs = [make_example(_draw_train_problem(rng, max_d), rng, mix) for _ in range(pool)]
         enc_p = tok([p for p, _ in pairs], add_special_tokens=False)["input_ids"]
         enc_c = tok([c for _, c in pairs], add_special_tokens=False)["input_ids"]
         seqs = [(p + c, len(p)) for p, c in zip(enc_p, enc_c, strict=True)]
@@ -162,6 +165,7 @@ def train(
     bf16: bool = False,
     init_from: Path | None = None,
     command: str = "",
+    curriculum: float = 0.0,
 ) -> dict[str, Any]:
     """Train one model and save it (safetensors, config, generation config, tokenizer, recipe.json) to ``out``.
 
@@ -171,7 +175,10 @@ def train(
     busy shared CPU still completes its schedule in time), or the per-step
     progress list ``replay`` recorded in a previous recipe.json (which
     reproduces a time-budgeted run step for step). Training ends when progress
-    reaches 1 or ``max_minutes`` pass. Returns the recipe dict.
+    reaches 1 or ``max_minutes`` pass. ``curriculum`` > 0: over that fraction of
+    the schedule the largest difficulty drawn rises linearly from 3 to the
+    task's maximum (short problems first), uniform over all difficulties after.
+    Returns the recipe dict.
     """
     import torch
     from transformers import GenerationConfig
@@ -184,6 +191,8 @@ def train(
         raise ValueError(f"--steps: must be >= 1, got {steps}")
     if minutes is not None and minutes <= 0:
         raise ValueError(f"--minutes: must be > 0, got {minutes}")
+    if not 0.0 <= curriculum < 1.0:
+        raise ValueError(f"--curriculum: must be in [0, 1), got {curriculum}")
     mix = mix or MixConfig()
     torch.set_num_threads(threads)
     random.seed(seed)
@@ -222,7 +231,9 @@ def train(
         assert minutes is not None
         return elapsed / (minutes * 60)
 
-    batches = _batches(rng, tok, mix, tokens_per_batch, pool=512)
+    top = tasks.DIFFICULTIES[-1]
+    state: dict[str, Any] = {"max_difficulty": 3 if curriculum > 0 else None}
+    batches = _batches(rng, tok, mix, tokens_per_batch, pool=512, state=state)
     model.train()
     t0 = time.time()
     done = 0
@@ -235,6 +246,8 @@ def train(
         if progress >= 1.0:
             break
         trace.append(progress)
+        if curriculum > 0:
+            state["max_difficulty"] = min(top, 3 + int((top - 3) * progress / curriculum)) if progress < curriculum else None
         for group in opt.param_groups:
             group["lr"] = lr_at(step, progress)
         ids, labels, mask = next(batches)
@@ -282,6 +295,7 @@ def train(
         "threads": threads,
         "mix": mix.as_dict(),
         "bf16_autocast": bf16,
+        "curriculum": curriculum,
         "train_minutes": round(minutes, 2),
         "final_loss_ema": round(ema or float("nan"), 4),
         "torch": torch.__version__,
@@ -317,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--init-from", type=Path, help="continue from this model folder (a second training stage)")
     ap.add_argument("--max-minutes", type=float, default=30.0, help="wall-time cap")
+    ap.add_argument("--curriculum", type=float, default=0.0,
+                    help="fraction of the schedule over which the largest difficulty rises from 3 to the maximum")
     args = ap.parse_args(argv)
     if args.threads < 1:
         ap.error("--threads: must be >= 1")
@@ -342,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         max_minutes=args.max_minutes,
         bf16=args.bf16, init_from=args.init_from,
-        command=command,
+        command=command, curriculum=args.curriculum,
     )
     print(json.dumps({k: v for k, v in recipe.items() if k != "log"}))
     return 0
