@@ -59,3 +59,15 @@ def test_few_steps_save_and_replay(tmp_path):
     assert again["log"] == [dict(r, minutes=again["log"][i]["minutes"]) for i, r in enumerate(saved["log"])]
     with pytest.raises(ValueError, match="exactly one"):
         train.train("small", tmp_path / "c", steps=3, minutes=1.0)
+
+
+def test_curriculum_caps_the_difficulty_then_releases_it(tmp_path):
+    rng = random.Random(0)
+    assert {train._draw_train_problem(rng, 3).difficulty for _ in range(200)} == {1, 2, 3}
+    assert max(train._draw_train_problem(rng).difficulty for _ in range(400)) == tasks.DIFFICULTIES[-1]
+    rec = train.train("small", tmp_path / "m", steps=2, seed=0, tokens_per_batch=1024, warmup=1, threads=1,
+                      curriculum=0.5)
+    assert rec["curriculum"] == 0.5 and rec["steps_done"] == 2
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="--curriculum"):
+            train.train("small", tmp_path / "x", steps=1, curriculum=bad)
