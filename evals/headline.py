@@ -98,8 +98,9 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
     unlimited run on these items. Returns the table path; records of model m go
     to ``out_dir/m/records.jsonl`` (with the response cache, so a killed sweep
     resumes). ``temperature > 0`` samples instead of decoding greedily; with
-    ``sample_seed`` every request carries that seed, so the sweep is
-    reproducible and its responses are cached like greedy ones.
+    ``sample_seed`` every request carries a seed derived from it and the item
+    (:func:`evals.runner.request_seed`), so the sweep is reproducible and its
+    responses are cached like greedy ones.
     """
     from tokenizers import Tokenizer
 
@@ -329,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--concurrency", type=int, default=16)
     s.add_argument("--budgets-from", type=Path, help="budgets.json of an earlier sweep (same option names)")
     s.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
-    s.add_argument("--sample-seed", type=int, help="seed sent with every request (sampled sweeps: reproducible, cached)")
+    s.add_argument("--sample-seed", type=int, help="run seed of a sampled sweep; each request gets a seed derived from it and the item "
+                        "(reproducible, cached)")
     s.add_argument("--no-progress", action="store_true")
     c = sub.add_parser("compare", help="uniform budgets vs predictor + knapsack at equal thinking tokens")
     c.add_argument("--test-table", required=True, type=Path)

@@ -302,30 +302,6 @@ def _compact(W: np.ndarray, sparse_features: bool) -> Any:
 KERNELS = ("linear", "rbf", "linear+rbf")
 
 
-def _blend(data: TrainingSet, featurizer: str, **kw: Any) -> Predictor:
-    """``kernel="linear+rbf"``: a linear predictor with an rbf success model in its ``blend``."""
-    t0 = time.time()
-    gamma = kw.pop("gamma")
-    lin = train_predictor(data, featurizer, kernel="linear", **kw)
-    rbf = train_predictor(data, featurizer, kernel="rbf", gamma=gamma, **kw)
-    if lin.options != rbf.options:  # pragma: no cover - same data, same order
-        raise RuntimeError("blend: members disagree on the options")
-    # Both featurizers were fitted on the same texts by the same deterministic
-    # code; the blend keeps one, and the member keeps no length heads or metadata copies.
-    rbf.featurizer = lin.featurizer
-    rbf.thinking_heads = [None] * len(rbf.options)
-    rbf.answer_heads = [None] * len(rbf.options)
-    rbf.cheapest_classes = rbf.cheapest_coef = rbf.cheapest_intercept = None
-    lin.blend = (rbf,)
-    lin.metadata.update({
-        "kernel": "linear+rbf", "gamma": gamma,
-        "blend": [{"kernel": "rbf", "gamma": gamma, "chosen_alpha": rbf.metadata["chosen_alpha"],
-                   "calibration": rbf.metadata["calibration"]}],
-        "train_seconds": round(time.time() - t0, 2),
-    })
-    return lin
-
-
 def train_predictor(
     data: TrainingSet,
     featurizer: str = "hashed+structural",
@@ -359,11 +335,6 @@ def train_predictor(
         raise ValueError(f"alphas: must be positive finite numbers, got {list(alphas)}")
     if kernel not in KERNELS:
         raise ValueError(f"kernel: unknown {kernel!r}, available: {', '.join(KERNELS)}")
-    if kernel == "linear+rbf":
-        return _blend(data, featurizer, alphas=alphas, folds=folds, calibration=calibration,
-                      length_alpha=length_alpha, option_costs=option_costs,
-                      sufficient_threshold=sufficient_threshold, featurizer_weights=featurizer_weights,
-                      max_dual=max_dual, gamma=gamma, seed=seed)
     if len(data.prompts) < 2 * folds:
         raise ValueError(f"data: need at least {2 * folds} prompts for {folds}-fold calibration, got {len(data.prompts)}")
     t0 = time.time()
@@ -371,6 +342,9 @@ def train_predictor(
     texts = [clean_text(p) for p in data.prompts]
     feat.fit(texts)
     X = feat.transform(texts)
+    blend = kernel == "linear+rbf"
+    if blend:  # the linear model is the predictor; the rbf success model joins it below
+        kernel = "linear"
     eigs = _EigenCache(X, kernel, gamma)
     W, b, cals, chosen = _success_models(eigs, data.scores, alphas, folds, calibration, seed, max_dual)
     k = len(data.options)
@@ -394,9 +368,21 @@ def train_predictor(
         "calibration": [c.kind for c in cals],
         "sufficient_threshold": sufficient_threshold,
         "data_sha256": data.data_hash(),
-        "train_seconds": round(time.time() - t0, 2),
     }
-    return Predictor(
+    members: tuple[Predictor, ...] = ()
+    if blend:
+        # Same features, so only the success model is fitted again; lengths and the
+        # cheapest head stay the linear model's.
+        rW, rb, rcals, rchosen = _success_models(_EigenCache(X, "rbf", gamma), data.scores, alphas, folds,
+                                                 calibration, seed, max_dual)
+        none = [None] * k
+        members = (Predictor(feat, data.options, rW, rb, rcals, none, none, kernel="rbf", gamma=gamma,
+                             support_t=_support(X)),)
+        meta.update({"kernel": "linear+rbf", "gamma": gamma,
+                     "blend": [{"kernel": "rbf", "gamma": gamma, "chosen_alpha": sorted(set(rchosen.values())),
+                                "calibration": [c.kind for c in rcals]}]})
+    meta["train_seconds"] = round(time.time() - t0, 2)
+    pred = Predictor(
         feat,
         data.options,
         _compact(W, feat.sparse and kernel == "linear"),
@@ -411,5 +397,12 @@ def train_predictor(
         metadata=meta,
         kernel=kernel,
         gamma=gamma,
-        support_t=(X.T.tocsr() if sp.issparse(X) else np.ascontiguousarray(X.T)) if kernel == "rbf" else None,
+        support_t=_support(X) if kernel == "rbf" else None,
     )
+    pred.blend = members
+    return pred
+
+
+def _support(X: Any) -> Any:
+    """Training feature rows, transposed, as the rbf kernel's support (``Predictor.support_t``)."""
+    return X.T.tocsr() if sp.issparse(X) else np.ascontiguousarray(X.T)

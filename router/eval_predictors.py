@@ -32,6 +32,8 @@ __all__ = [
     "select_predictor",
     "structural_block",
     "trained_predictor",
+    "utility_criteria",
+    "validation_fold",
 ]
 
 
@@ -139,6 +141,63 @@ def _mean_auroc(views: Sequence[Any], options: Sequence[str], scores: np.ndarray
     return float(np.mean(vals)) if vals else None
 
 
+@dataclass
+class ValidationFold:
+    """The seeded fit / validation split of the train rows and what the criterion needs from it."""
+
+    fit: list[Any]
+    table: Any  # evals.replay_table table of the validation rows, costs in input + output units
+    snap: Any  # RoutingSnapshot the policy decides with
+    best_j: int
+    best_score: float
+    best_cost: float
+
+
+def validation_fold(train_rows: Sequence[Any], prices: Mapping[str, tuple[float, float]], val_fraction: float = 0.2,
+                    seed: int = 0, cost_model: str = "tokens") -> ValidationFold:
+    """Split ``train_rows`` with ``seed`` into fit rows and a validation table (see :func:`select_predictor`)."""
+    from evals.replay_table import table_from_rows
+    from router.evaluation import decision_prices, snapshot_from_prices
+
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction: must be in (0, 1), got {val_fraction}")
+    order = np.random.default_rng(seed).permutation(len(train_rows))
+    n_val = int(round(val_fraction * len(train_rows)))
+    val = [train_rows[i] for i in sorted(order[:n_val])]
+    fit = [train_rows[i] for i in sorted(order[n_val:])]
+    table = table_from_rows(val, {m: pi + po for m, (pi, po) in prices.items()})
+    means = table.scores.mean(axis=0)
+    best_j = int(np.argmax(means))
+    return ValidationFold(fit, table, snapshot_from_prices(decision_prices(prices, cost_model)), best_j,
+                          float(means[best_j]), float(table.costs[:, best_j].mean()))
+
+
+def utility_criteria(fold: ValidationFold, estimates: Sequence[Sequence[Any]], kappas: Sequence[float]) -> dict[str, Any]:
+    """Replay ``utility`` over the kappa sweep on the validation table with ``estimates`` (one row per prompt).
+
+    Returns the selection criteria (score at <= 40% of the best single cost, and
+    the cost fraction where the curve reaches the best single score), the mean
+    AUROC and the curve.
+    """
+    from router.evaluation import lam_unit, run_policy, views_for
+    from router.strategies import UtilityPolicy
+
+    t = fold.table
+    views = views_for(t.prompts, estimates)
+    unit = lam_unit(views, fold.snap, t.options[fold.best_j])
+    pts = []
+    for k in kappas:
+        r = run_policy(UtilityPolicy(default_lambda=k * unit), views, fold.snap, t.options, t.scores, t.costs)
+        pts.append((r.mean_cost, r.mean_score))
+    c = cost_at_score(pts, fold.best_score)
+    return {
+        "mean_auroc": _mean_auroc(views, t.options, t.scores),  # reported, not used to rank
+        "score_at_40pct_cost": score_at_cost(pts, 0.4 * fold.best_cost),
+        "fraction_of_cost_at_best_score": None if c is None else c / fold.best_cost,
+        "curve": [{"kappa": k, "cost": p[0], "score": p[1]} for k, p in zip(kappas, pts, strict=True)],
+    }
+
+
 def select_predictor(
     train_rows: Sequence[Any],
     prices: Mapping[str, tuple[float, float]],
@@ -156,49 +215,22 @@ def select_predictor(
     costs are always scored in the table's ``input + output`` units. Raises
     ``ValueError`` for an unknown name or a fraction outside (0, 1).
     """
-    from evals.replay_table import table_from_rows
-    from router.evaluation import decision_prices, lam_unit, run_policy, snapshot_from_prices, views_for
-    from router.strategies import UtilityPolicy
-
     unknown = [n for n in names if n not in PREDICTOR_CONFIGS]
     if unknown:
         raise ValueError(f"predictor: unknown {unknown}, available: {', '.join(PREDICTOR_CONFIGS)}")
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction: must be in (0, 1), got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(len(train_rows))
-    n_val = int(round(val_fraction * len(train_rows)))
-    val = [train_rows[i] for i in sorted(order[:n_val])]
-    fit = [train_rows[i] for i in sorted(order[n_val:])]
-    table = table_from_rows(val, {m: pi + po for m, (pi, po) in prices.items()})
-    snap = snapshot_from_prices(decision_prices(prices, cost_model))
-    means = table.scores.mean(axis=0)
-    best_j = int(np.argmax(means))
-    best_score, best_cost = float(means[best_j]), float(table.costs[:, best_j].mean())
-    out: dict[str, Any] = {"split": {"fit_rows": len(fit), "val_rows": len(val), "seed": seed},
+    fold = validation_fold(train_rows, prices, val_fraction, seed, cost_model)
+    table = fold.table
+    out: dict[str, Any] = {"split": {"fit_rows": len(fold.fit), "val_rows": len(table.prompts), "seed": seed},
                            "cost_model": cost_model,
-                           "best_single": {"model": table.options[best_j], "score": best_score, "cost": best_cost},
+                           "best_single": {"model": table.options[fold.best_j], "score": fold.best_score,
+                                           "cost": fold.best_cost},
                            "candidates": {}}
     for name in names:
         cfg = PREDICTOR_CONFIGS[name]
         t0 = time.time()
-        pred = trained_predictor(fit, cfg, f"val-{name}")
-        views = views_for(table.prompts, pred.predict_batch(table.prompts, table.options))
-        strong = table.options[best_j]
-        unit = lam_unit(views, snap, strong)
-        pts = []
-        for k in kappas:
-            r = run_policy(UtilityPolicy(default_lambda=k * unit), views, snap, table.options, table.scores,
-                           table.costs)
-            pts.append((r.mean_cost, r.mean_score))
-        c = cost_at_score(pts, best_score)
-        out["candidates"][name] = {
-            "config": cfg.key(),
-            "mean_auroc": _mean_auroc(views, table.options, table.scores),  # reported, not used to rank
-            "score_at_40pct_cost": score_at_cost(pts, 0.4 * best_cost),
-            "fraction_of_cost_at_best_score": None if c is None else c / best_cost,
-            "curve": [{"kappa": k, "cost": p[0], "score": p[1]} for k, p in zip(kappas, pts, strict=True)],
-            "seconds": round(time.time() - t0, 1),
-        }
+        pred = trained_predictor(fold.fit, cfg, f"val-{name}")
+        crit = utility_criteria(fold, pred.predict_batch(table.prompts, table.options), kappas)
+        out["candidates"][name] = {"config": cfg.key(), **crit, "seconds": round(time.time() - t0, 1)}
         m = out["candidates"][name]
         print(f"# validation {name}: score@40% {m['score_at_40pct_cost']}, cost fraction at best single score "
               f"{m['fraction_of_cost_at_best_score']}, mean AUROC {m['mean_auroc']}", file=sys.stderr)
