@@ -4,7 +4,8 @@ Runs the testbed model with transformers on CPU (no vLLM), 96 test-split
 problems of difficulties 3-10 (seed 5), ``max_new_tokens`` 400:
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python reports/guidance/style_probe.py tg-small
-    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python reports/guidance/style_probe.py testbed/candidates/tg-large-next
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python reports/guidance/style_probe.py tg-large
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python reports/guidance/style_probe.py /path/to/a/model/folder
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def main(name: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(1)
-    # A shipped model's name, or a model folder (e.g. testbed/candidates/tg-large-next).
+    # A shipped model's name, or a model folder (e.g. a training run's --out folder).
     mdir = Path(name) if Path(name).is_dir() else Path(__file__).resolve().parents[2] / "testbed" / "models" / name
     tok = AutoTokenizer.from_pretrained(mdir)
     model = AutoModelForCausalLM.from_pretrained(mdir, dtype=torch.float32).eval()

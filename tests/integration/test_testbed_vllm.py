@@ -63,7 +63,12 @@ def test_budget_accuracy_relationship(served):
     full, gens = accuracy(None)
     median = statistics.median(g.thinking_tokens for g in gens)
     half, half_gens = accuracy(round(0.5 * median))
+    at_median, _ = accuracy(round(median))
     none, _ = accuracy(0)
     assert max(g.thinking_tokens for g in half_gens) <= round(0.5 * median) - 1
-    shape_ok = full >= none + 0.35 and full >= half + 0.15 and half >= none
-    assert shape_ok, (full, half, none)
+    # Accuracy rises with the budget: no thinking and a cut at half the median are both far below
+    # the median budget, which is below unlimited thinking. (Half vs none is not ordered: a thinking
+    # cut early is no better than none for tg-large on easy problems; testbed/README.md.)
+    shape_ok = (full >= none + 0.35 and full >= half + 0.15 and at_median >= half + 0.1
+                and at_median >= none + 0.1 and full >= at_median)
+    assert shape_ok, {"none": none, "half": half, "median": at_median, "full": full}
