@@ -46,7 +46,8 @@ class Gateway:
         self.pool = BackendPool(
             (Replica(name=b.name, url=b.url, model=b.model, price_input_per_m=b.price_input_per_m,
                      price_output_per_m=b.price_output_per_m, enforces_thinking_budget=b.enforces_thinking_budget,
-                     guidance=b.guidance, reasoning_parser=b.reasoning_parser, api_key=b.api_key)
+                     guidance=b.guidance, guidance_mode=b.guidance_mode, reasoning_parser=b.reasoning_parser,
+                     api_key=b.api_key)
              for b in settings.backends),
             aliases=g.aliases,
         )

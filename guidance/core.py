@@ -121,11 +121,25 @@ class RemainingLengthModel:
         return torch.unique(torch.cat([ids, end]))
 
     def sparse_table(self, end_id: int) -> SparseTable:
-        """The constants :func:`sparse_log_weights` needs (build once per processor, not per step)."""
+        """The constants :func:`sparse_log_weights` needs (build once per processor, not per step).
+
+        Tokens with the same (mu, conc) offsets share one column of CDFs: the
+        Gamma CDF is the per-step cost, and many tokens share their offsets
+        (the trainer ties label+digit tokens), so this cuts the work exactly.
+        """
         ids = self.guided_ids(end_id)
-        zero = torch.zeros(1, dtype=self.tok_mu.dtype, device=self.tok_mu.device)
-        return SparseTable(ids, torch.cat([zero, self.tok_mu[ids]])[None, :],
-                           torch.cat([zero, self.tok_conc[ids]])[None, :], (ids == end_id)[None, :])
+        pairs = torch.stack([self.tok_mu[ids], self.tok_conc[ids]], dim=1)
+        zero = torch.zeros(1, 2, dtype=pairs.dtype, device=pairs.device)
+        uniq, inv = torch.unique(torch.cat([zero, pairs]), dim=0, return_inverse=True)
+        # column 0 must be the offset-free token: move (0, 0) to the front
+        z = int(inv[0])
+        order = torch.cat([torch.tensor([z], device=uniq.device),
+                           torch.tensor([i for i in range(uniq.shape[0]) if i != z], dtype=torch.long,
+                                        device=uniq.device)])
+        pos = torch.empty_like(order)
+        pos[order] = torch.arange(order.numel(), device=order.device)
+        uniq = uniq[order]
+        return SparseTable(ids, uniq[:, 0][None, :], uniq[:, 1][None, :], (ids == end_id)[None, :], pos[inv[1:]])
 
     def to(self, device: torch.device | str) -> RemainingLengthModel:
         """The same model with its tensors on ``device``."""
@@ -183,14 +197,16 @@ class SparseTable:
     """Per-model constants of the sparse rule, built once by :meth:`RemainingLengthModel.sparse_table`.
 
     ``ids`` [K]: tokens whose weight can differ from their row's common weight;
-    ``t_mu``/``t_conc`` [1, K+1]: their offsets after a leading 0 (the common,
-    offset-free token); ``is_end`` [1, K]: which of ``ids`` is the end marker.
+    ``t_mu``/``t_conc`` [1, U+1]: the distinct offset pairs after a leading 0
+    (the common, offset-free token); ``is_end`` [1, K]: which of ``ids`` is the
+    end marker; ``col`` [K]: the column of ``t_mu``/``t_conc`` of each id.
     """
 
     ids: torch.Tensor
     t_mu: torch.Tensor
     t_conc: torch.Tensor
     is_end: torch.Tensor
+    col: torch.Tensor
 
 
 def sparse_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budget_left: torch.Tensor,
@@ -198,12 +214,12 @@ def sparse_log_weights(model: RemainingLengthModel, feats: torch.Tensor, budget_
     """(``base`` [R, 1], ``logw_ids`` [R, K]): the same weights as :func:`guidance_log_weights`, compactly.
 
     Every token outside ``table.ids`` has log weight ``base``. Costs
-    ``R x (1 + K)`` CDFs instead of ``R x V``, in one pass (column 0 is the
-    offset-free token).
+    ``R x (1 + U)`` CDFs (U distinct offset pairs among the K ids) instead of
+    ``R x V``, in one pass (column 0 is the offset-free token).
     """
     y = torch.log1p(budget_left.float().clamp(min=0.0))[:, None]
     both = _logcdf(y, *model._params(feats, table.t_mu, table.t_conc))
-    return both[:, :1], both[:, 1:].masked_fill(table.is_end, 0.0)
+    return both[:, :1], both[:, table.col].masked_fill(table.is_end, 0.0)
 
 
 def guide_logits(logits: torch.Tensor, rows: torch.Tensor, model: RemainingLengthModel, feats: torch.Tensor,

@@ -32,17 +32,19 @@ def uses_native_cap(mode: str) -> bool:
 
 
 def vllm_xargs_for(mode: str, budget: int | None, prior: tuple[float, float] | None,
-                   strength: float, *, horizon: int = 1) -> dict[str, int | float]:
+                   strength: float, *, horizon: int = 0) -> dict[str, int | float]:
     """The plugin's ``vllm_xargs`` for one request; ``{}`` when there is nothing for it to do.
 
     ``mode``: one of ``hard``, ``soft``, ``soft+hard``, ``extend``; ``budget``:
     thinking tokens (None: unlimited, no xargs); ``prior``: (shape, rate) of a
     Gamma on ``log(L_total + 1)`` (e.g. :func:`gamma_prior_from_lognormal`) or
     None for the plugin's default; ``strength``: 0..50, 1 is the paper's rule;
-    ``horizon``: 1 (default here) asks only whether the next line fits, so
-    thinking ends at the last line boundary before the budget; 0 is Budget
-    Guidance's whole-remaining-thinking rule, which on the testbed ended
-    thinking at the first line for every budget (reports/guidance/README.md).
+    ``horizon``: 0 (default) is Budget Guidance's rule, the whole remaining
+    thinking must fit; it is what lets guidance pick a shorter way of thinking
+    at a line start (on the testbed's ``tg-large``: +10 points over the hard cap
+    at 25% of the median length, +24 at 50%; reports/guidance/README.md). 1
+    asks only whether the next line fits, so thinking runs to the last line
+    boundary before the budget.
     ``hard`` returns ``{}``: the native cap alone does the work. The result is
     checked with the plugin's own validation, so a value the plugin would
     reject raises ``ValueError`` here, naming the argument.

@@ -28,6 +28,7 @@ class Replica:
     price_output_per_m: float = 0.0
     enforces_thinking_budget: bool = True
     guidance: bool = False
+    guidance_mode: str | None = None
     reasoning_parser: str | None = None
     api_key: str | None = None
     healthy: bool = True
@@ -97,6 +98,7 @@ class BackendPool:
                     enforces_thinking_budget=all(r.enforces_thinking_budget for r in reps),
                     guidance=all(r.guidance for r in reps),
                     healthy=any(r.healthy for r in reps),
+                    guidance_mode=first.guidance_mode,
                 ))
             snap = self._snapshot = RoutingSnapshot(models=tuple(infos), aliases=self.aliases)
         return snap

@@ -37,6 +37,8 @@ class ModelInfo:
     enforces_thinking_budget: bool
     guidance: bool
     healthy: bool
+    #: This model's own guidance mode (BackendConfig.guidance_mode), overriding the policy's.
+    guidance_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,9 +152,14 @@ def resolve_model(req: RequestView, snapshot: RoutingSnapshot, default_model: st
 
 
 def enforcement_mode(info: ModelInfo, budget: int | None, wanted: str) -> tuple[str, str]:
-    """The mode a backend can actually apply, with a note when it degrades."""
+    """The mode a backend can actually apply, with a note when it degrades.
+
+    ``wanted`` is the policy's mode; a model's own ``guidance_mode`` replaces it.
+    """
     if budget is None:
         return "none", ""
+    if info.guidance_mode is not None:
+        wanted = info.guidance_mode
     if wanted in ("soft", "soft+hard", "extend") and not info.guidance:
         wanted, note = "hard", "; guidance plugin absent on backend, degraded to hard"
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 from testbed.models import REASONING_PARSER, list_models
 
-__all__ = ["GATEWAY_PORT", "VLLM_BASE_PORT", "PRICES", "default_gateway_config"]
+__all__ = ["GATEWAY_PORT", "GUIDANCE", "GUIDANCE_MODE_BY_MODEL", "VLLM_BASE_PORT", "PRICES", "default_gateway_config"]
 
 GATEWAY_PORT = 8080
 VLLM_BASE_PORT = 8101
@@ -25,6 +25,11 @@ _DEFAULT_PRICE = (0.10, 0.40)
 #: thinkgate predictors train --data reports/headline/train_table.json --featurizer structural \
 #:     --out artifacts/testbed-structural.pkl
 PREDICTOR = Path(__file__).resolve().parents[1] / "artifacts" / "testbed-structural.pkl"
+#: Decode-time guidance of the stack: Budget Guidance's rule (horizon 0) with the native cap as backstop,
+#: at the strength chosen on validation problems (reports/guidance/README.md). tg-small keeps the hard
+#: cap: its concise way of thinking is mostly wrong, so steering it there costs accuracy at 75% budgets.
+GUIDANCE = {"guidance_mode": "soft+hard", "guidance_strength": 0.7, "guidance_horizon": 0}
+GUIDANCE_MODE_BY_MODEL: dict[str, str] = {"tg-small": "hard"}
 
 
 def default_gateway_config(models: list[str] | None = None, gateway_port: int = GATEWAY_PORT,
@@ -39,9 +44,12 @@ def default_gateway_config(models: list[str] | None = None, gateway_port: int = 
                          "reasoning_parser": REASONING_PARSER, "enforces_thinking_budget": True,
                          # the guidance plugin is an installed vLLM entry point: every server loads it
                          "guidance": True})
+        if name in GUIDANCE_MODE_BY_MODEL:
+            backends[-1]["guidance_mode"] = GUIDANCE_MODE_BY_MODEL[name]
     cheapest = min(names, key=lambda n: sum(PRICES.get(n, _DEFAULT_PRICE))) if names else None
     cfg: dict[str, Any] = {"gateway": {"port": gateway_port},
-                           "router": {"strategy": "fixed", "default_model": cheapest}, "backends": backends}
+                           "router": {"strategy": "fixed", "default_model": cheapest, **GUIDANCE},
+                           "backends": backends}
     if PREDICTOR.is_file():
         # P(correct) - lambda * cost over (model, thinking budget) options; decisions carry the predictions.
         cfg["predictor_path"] = str(PREDICTOR)

@@ -34,6 +34,9 @@ class BackendConfig(BaseModel):
     reasoning_parser: str | None = "deepseek_r1"
     enforces_thinking_budget: bool = True
     guidance: bool = False
+    # Overrides [router] guidance_mode for this model (all its replicas must agree), e.g. "hard" for a
+    # model that cannot think more concisely when steered, so guidance would only cost it accuracy.
+    guidance_mode: GuidanceMode | None = None
     api_key: str | None = None
 
     @field_validator("url")
@@ -75,6 +78,9 @@ class RouterConfig(BaseModel):
     guidance_mode: GuidanceMode = "hard"
     # Strength of the decode-time guidance for backends with the plugin (1 = the paper's rule).
     guidance_strength: float = Field(1.0, ge=0, le=50)
+    # 0: Budget Guidance's rule (the whole remaining thinking must fit the budget left);
+    # 1: only the next line must fit (thinking runs to the last line boundary before the budget).
+    guidance_horizon: Literal[0, 1] = 0
     # Strategy parameters passed to its constructor, e.g. {alpha = 0.3} for
     # linucb or {target_share = 0.3} for tiers.
     options: dict[str, Any] = Field(default_factory=dict)
@@ -101,6 +107,11 @@ class Settings(BaseSettings):
         if dup:
             raise ValueError(f"backends: duplicate name(s) {sorted(dup)}")
         models = {b.model for b in self.backends}
+        for m in sorted(models):
+            modes = {b.guidance_mode for b in self.backends if b.model == m}
+            if len(modes) > 1:
+                raise ValueError(f"backends: guidance_mode differs between the replicas of model {m!r}: "
+                                 f"{sorted(str(x) for x in modes)}")
         clash = models & set(self.gateway.aliases)
         if clash:
             raise ValueError(f"gateway.aliases: {sorted(clash)} is also a backend model name")

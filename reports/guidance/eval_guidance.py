@@ -131,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="serve this folder instead of testbed/models/NAME (one --model only)")
     ap.add_argument("--limit", type=int, default=120)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--split", choices=("test", "val"), default="test",
+                    help="split of the evaluated problems; 'val' (seed --seed + 1000, minus the prior-fitting "
+                         "sample) is for choosing settings such as the strength without touching the test split")
     ap.add_argument("--fractions", default="0.25,0.5,0.75")
     ap.add_argument("--strength", type=float, default=1.0)
     ap.add_argument("--max-tokens", type=int, default=700)
@@ -157,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     art = json.loads((ROOT / "guidance" / "remaining_length.json").read_text())
     trace_priors = {int(d): (p[0], p[1]) for d, p in art["source"]["priors_by_difficulty"].items()}
     strengths = [float(x) for x in a.strengths.split(",")] if a.strengths else [a.strength]
-    problems = tasks.sample_problems(a.limit, "test", a.seed)
+    if a.split == "test":
+        problems = tasks.sample_problems(a.limit, "test", a.seed)
+    else:  # disjoint from the validation problems the priors are fitted on
+        held = {p.text for p in tasks.sample_problems(a.val_limit, "val", a.seed)}
+        problems = [p for p in tasks.sample_problems(a.limit + a.val_limit, "val", a.seed + 1000)
+                    if p.text not in held][:a.limit]
     results: dict[str, Any] = json.loads(a.out.read_text()) if a.out.exists() else {}
     if a.model_dir is not None and len(a.model) != 1:
         ap.error("--model-dir: needs exactly one --model")
@@ -188,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             median = statistics.median(r["thinking"] for r in unl)
             for strength in strengths:
                 res: dict[str, Any] = {"median_thinking": median, "n": len(problems), "strength": strength,
-                                       "prior": a.prior, "prefill": a.prefill,
+                                       "prior": a.prior, "prefill": a.prefill, "split": a.split,
                                        "unlimited": summarize(unl, None), "cells": []}
                 print(f"{name}: unlimited {res['unlimited']} median {median}", flush=True)
                 for f in fracs:

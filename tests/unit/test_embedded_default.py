@@ -24,6 +24,9 @@ async def test_default_routes_with_predictions_by_difficulty(tmp_path: Path):
     try:
         settings = Settings(**cfg, ledger_url="sqlite:///:memory:")
         assert settings.router.strategy == "utility" and settings.predictor_path == str(PREDICTOR)
+        # guidance: soft+hard with the plugin, except tg-small, pinned to the hard cap
+        assert settings.router.guidance_mode == "soft+hard" and settings.router.guidance_horizon == 0
+        assert {b.model: b.guidance_mode for b in settings.backends} == {"tg-large": None, "tg-small": "hard"}
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
@@ -33,6 +36,8 @@ async def test_default_routes_with_predictions_by_difficulty(tmp_path: Path):
                                      json={"model": "auto", "messages": [{"role": "user", "content": q}]})
                     tg = r.json()["thinkgate"]
                     assert tg["strategy"] == "utility" and tg["model"] in ("tg-small", "tg-large")
+                    if tg["thinking_budget"] is not None:
+                        assert tg["mode"] == ("hard" if tg["model"] == "tg-small" else "soft+hard"), tg
                     preds.append(tg["predicted"])
         easy, hard = preds
         # The predictor knows the task: two terms are easy, twelve are hard and need longer thinking.

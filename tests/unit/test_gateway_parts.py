@@ -202,6 +202,21 @@ def test_guided_decisions_carry_plugin_xargs_and_the_native_cap_only_with_hard()
     assert "thinking_token_budget" not in soft and any(k.startswith("think_") for k in soft["vllm_xargs"])
 
 
+def test_guidance_horizon_setting_reaches_the_plugin_xargs():
+    from pydantic import ValidationError
+
+    from router.seam import Decision
+    from thinkgate.config import RouterConfig
+    from thinkgate.gateway.pipeline import with_guidance
+
+    assert RouterConfig().guidance_horizon == 0  # Budget Guidance's rule by default
+    with pytest.raises(ValidationError, match="guidance_horizon"):
+        RouterConfig(guidance_horizon=2)
+    d = Decision(model="m", thinking_budget=64, max_tokens=256, mode="soft+hard", strategy="fixed", reason="")
+    assert with_guidance(d, 1.0).extra_vllm_args["think_horizon"] == 0
+    assert with_guidance(d, 1.0, RouterConfig(guidance_horizon=1).guidance_horizon).extra_vllm_args["think_horizon"] == 1
+
+
 def test_a_second_upstream_body_from_one_request_does_not_inherit_the_first_decision():
     """The model-level fallback builds a second body from the same request."""
     from router.seam import Decision
@@ -216,3 +231,30 @@ def test_a_second_upstream_body_from_one_request_does_not_inherit_the_first_deci
                                          strategy="utility", reason=""))
     assert second["model"] == "b"
     assert not {"max_tokens", "return_token_ids", "vllm_xargs", "thinking_token_budget"} & set(second)
+
+
+def test_a_models_own_guidance_mode_overrides_the_policys():
+    from pydantic import ValidationError
+
+    from router.seam import ModelInfo, enforcement_mode
+    from thinkgate.config import Settings
+
+    plain = ModelInfo("a", 1.0, 1.0, True, True, True)
+    pinned = ModelInfo("b", 1.0, 1.0, True, True, True, guidance_mode="hard")
+    assert enforcement_mode(plain, 64, "soft+hard") == ("soft+hard", "")
+    assert enforcement_mode(pinned, 64, "soft+hard") == ("hard", "")
+    assert enforcement_mode(pinned, None, "soft+hard") == ("none", "")
+    # an override still degrades when the plugin is absent
+    no_plugin = ModelInfo("c", 1.0, 1.0, True, False, True, guidance_mode="soft")
+    assert enforcement_mode(no_plugin, 64, "hard")[0] == "hard"
+    b = {"url": "http://127.0.0.1:1", "model": "m"}
+    with pytest.raises(ValidationError, match="guidance_mode differs"):
+        Settings(backends=[{**b, "name": "m-0", "guidance_mode": "hard"}, {**b, "name": "m-1"}])
+    with pytest.raises(ValidationError, match="guidance_mode"):
+        Settings(backends=[{**b, "name": "m-0", "guidance_mode": "gentle"}])
+    from router.pool import BackendPool, Replica
+
+    pool = BackendPool([Replica("m-0", "http://x", "m", guidance=True, guidance_mode="hard"),
+                        Replica("n-0", "http://y", "n", guidance=True)])
+    snap = pool.snapshot()
+    assert snap.get("m").guidance_mode == "hard" and snap.get("n").guidance_mode is None

@@ -168,3 +168,61 @@ def test_next_line_weight_uses_mean_line_length():
     core.guide_logits_line(logits, torch.tensor([1]), torch.tensor([40.0]), torch.tensor([4.0]),
                            torch.tensor([6]), torch.tensor([1.0]), END)
     assert logits[1, END] > 3 and (logits[0] == 0).all() and (logits[1, [0, 1, 3, 4, 5]] == 0).all()
+
+
+def test_traces_are_split_into_the_testbed_tokenizers_tokens():
+    from predictors.remaining_length import DEFAULT_TOKENIZER, task_traces, token_splitter
+
+    split = token_splitter(DEFAULT_TOKENIZER)
+    assert split("a6 0+6=6\nb:15\n") == ["a6", " ", "0", "+", "6", "=", "6", "\n", "b", ":", "1", "5", "\n"]
+    assert token_splitter(None)("a6\n") == ["a", "6", "\n"]
+    traces = task_traces(4, "val", 0, DEFAULT_TOKENIZER)
+    assert len(traces) == 12  # 4 problems x 3 styles
+    first = [toks[1] for _, toks in traces]  # toks[0] is the prompt's "\n"
+    # concise lines start with a bare label, step and careful with a label+digit token
+    assert [len(t) for t in first] == [1, 2, 2] * 4
+    assert all(toks[-1] == "</think>" for _, toks in traces)
+
+
+def test_shipped_artifact_tells_the_short_style_from_the_long_one_at_the_first_line():
+    import json
+
+    from guidance.vocab import SHIPPED_ARTIFACT
+
+    if not SHIPPED_ARTIFACT.is_file():
+        pytest.skip("guidance/remaining_length.json not built (python -m predictors.remaining_length)")
+    art = json.loads(SHIPPED_ARTIFACT.read_text())
+    texts = ["<pad>", "</think>", "a", "a6"]
+    m = core.RemainingLengthModel.from_artifact(art, texts)
+    # prior of a difficulty-6 problem: total ~65 thinking tokens, first line start (n=1, one line)
+    prior = (math.log(66.0) ** 2 / 0.04, math.log(66.0) / 0.04)
+    x = core.row_features(torch.tensor([prior[0]]), torch.tensor([prior[1]]), torch.tensor([1.0]),
+                          torch.tensor([1.0]))
+    alpha, rate = m.params(x)
+    mean_log_rem = (alpha / rate)[0]
+    assert mean_log_rem[2] < mean_log_rem[3] - 0.3  # "a" (concise) expects a clearly shorter remainder
+    # the concise start fits a 40-token budget far more often than the step start
+    cdf = core.gamma_cdf(torch.full((4,), math.log1p(39.0)), alpha[0], rate[0])
+    assert cdf[2] > 0.5 > cdf[3]
+
+
+def test_sparse_table_shares_cdf_columns_between_equal_offsets_exactly():
+    vocab = 30
+    tok_mu = torch.zeros(vocab)
+    tok_conc = torch.zeros(vocab)
+    tok_mu[[3, 4, 5, 9]] = torch.tensor([-0.4, -0.4, -0.4, 1.2])  # 3-5 tied, like a1..a9
+    tok_conc[[3, 4, 5, 9, 12]] = torch.tensor([0.1, 0.1, 0.1, -0.3, 0.5])
+    m = core.RemainingLengthModel(torch.tensor([0.5, 0.1, 0.0, 0.2, 0.8, 0.1, 0.0]),
+                                  torch.tensor([2.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0]), tok_mu, tok_conc)
+    table = m.sparse_table(END)
+    assert table.ids.tolist() == [2, 3, 4, 5, 9, 12]
+    assert table.t_mu.shape == (1, 4)  # offset-free (also END's), the tied trio, 9, 12
+    assert table.t_mu[0, 0] == 0 and table.t_conc[0, 0] == 0
+    assert table.col.tolist()[1] == table.col.tolist()[2] == table.col.tolist()[3]
+    x = core.row_features(torch.tensor([30.0, 9.0]), torch.tensor([6.0, 2.0]), torch.tensor([10.0, 3.0]),
+                          torch.tensor([2.0, 1.0]))
+    logits = torch.randn(3, vocab, generator=torch.Generator().manual_seed(2))
+    args = (m, x, torch.tensor([5, 60]), torch.tensor([1.0, 0.7]), END)
+    dense = core.guide_logits(logits.clone(), torch.tensor([0, 2]), *args)
+    sparse = core.guide_logits(logits.clone(), torch.tensor([0, 2]), *args, table=table)
+    assert torch.allclose(dense.softmax(-1), sparse.softmax(-1), atol=1e-6)

@@ -49,16 +49,16 @@ def test_bad_input_names_the_key(extra, match):
 def test_vllm_xargs_for_round_trips():
     x = vllm_xargs_for("soft+hard", 300, (40.0, 8.0), 2.0)
     assert x == {"think_budget": 300, "think_mode": 2, "think_strength": 2.0,
-                 "think_prior_alpha": 40.0, "think_prior_rate": 8.0, "think_horizon": 1}
+                 "think_prior_alpha": 40.0, "think_prior_rate": 8.0, "think_horizon": 0}
     assert all(isinstance(v, int | float) and not isinstance(v, bool) for v in x.values())
     a = parse_extra_args(x)
     assert (a.budget, a.mode, a.strength, a.prior_alpha, a.prior_rate, a.horizon) == (
-        300, "soft+hard", 2.0, 40.0, 8.0, 1)
+        300, "soft+hard", 2.0, 40.0, 8.0, 0)
     assert vllm_xargs_for("hard", 300, None, 1.0) == {}
     assert vllm_xargs_for("soft", None, None, 1.0) == {}
     assert "think_prior_alpha" not in vllm_xargs_for("extend", 50, None, 1.0)
-    assert parse_extra_args(vllm_xargs_for("soft", 50, None, 1.0)).horizon == 1
-    assert parse_extra_args(vllm_xargs_for("soft", 50, None, 1.0, horizon=0)).horizon == 0
+    assert parse_extra_args(vllm_xargs_for("soft", 50, None, 1.0)).horizon == 0
+    assert parse_extra_args(vllm_xargs_for("soft", 50, None, 1.0, horizon=1)).horizon == 1
     assert "think_horizon" not in vllm_xargs_for("extend", 50, None, 1.0)
     with pytest.raises(ValueError, match="horizon"):
         vllm_xargs_for("soft", 50, None, 1.0, horizon=5)

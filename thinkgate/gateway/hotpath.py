@@ -266,7 +266,8 @@ async def _decide(gw: Gateway, req: ParsedRequest, view: Any, tenant: Any, snaps
         raise E.NoBackend(str(exc)) from None
     out = Outcome(decision_id=new_id(), decision=decision)
     await gw.admission.admit(tenant, req, out, snapshot)
-    out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength)
+    out.decision = with_guidance(out.decision, gw.settings.router.guidance_strength,
+                                 gw.settings.router.guidance_horizon)
     return out
 
 

@@ -21,7 +21,7 @@ GUIDED_MODES = frozenset({"soft", "soft+hard", "extend"})
 _LOG_SIGMA = 0.5  # spread of log1p(thinking length) around the predicted mean, when no better is known
 
 
-def with_guidance(decision: Decision, strength: float) -> Decision:
+def with_guidance(decision: Decision, strength: float, horizon: int = 0) -> Decision:
     """Add the guidance plugin's ``vllm_xargs`` to a decision in a guided mode.
 
     The prior on the total thinking length is the predictor's expected
@@ -35,7 +35,7 @@ def with_guidance(decision: Decision, strength: float) -> Decision:
     prior = None
     if decision.predicted_thinking_tokens and decision.predicted_thinking_tokens > 0:
         prior = gamma_prior_from_lognormal(math.log1p(decision.predicted_thinking_tokens), _LOG_SIGMA)
-    xargs = vllm_xargs_for(decision.mode, decision.thinking_budget, prior, strength)
+    xargs = vllm_xargs_for(decision.mode, decision.thinking_budget, prior, strength, horizon=horizon)
     return dataclasses.replace(decision, extra_vllm_args={**decision.extra_vllm_args, **xargs})
 
 
