@@ -80,6 +80,46 @@ def budgets_for(model: str, median: int | None) -> list[int | None]:
     return [*out, None]
 
 
+def stack_guidance_extra(model: str) -> Any:
+    """``item_extra`` for :class:`evals.runner.RunConfig` that serves ``model`` as the embedded stack does.
+
+    Returns None when the stack enforces this model's budgets with the hard cap
+    alone (``testbed.stack.GUIDANCE_MODE_BY_MODEL``); else a function adding the
+    guidance plugin's ``vllm_xargs`` (the stack's mode, strength and horizon)
+    to every capped request (budget > 0). The prior on the total thinking
+    length is the model's median unlimited thinking at the problem's difficulty
+    (``thinking_stats.json``), a log-normal with the gateway's spread: what
+    the structural predictor's length head reports for the model's unlimited
+    option, which is the prior the gateway sends.
+    """
+    import math
+
+    from guidance.xargs import gamma_prior_from_lognormal, vllm_xargs_for
+    from testbed.models import thinking_stats
+    from testbed.stack import GUIDANCE, GUIDANCE_MODE_BY_MODEL
+    from thinkgate.gateway.pipeline import PRIOR_LOG_SIGMA
+
+    mode = GUIDANCE_MODE_BY_MODEL.get(model, GUIDANCE["guidance_mode"])
+    if mode == "hard":
+        return None
+    stats = thinking_stats(model)
+    if stats is None:
+        raise ValueError(f"model {model}: thinking_stats.json missing (testbed.evaluate --write-stats)")
+    by_level = {int(k): float(v) for k, v in stats["median_thinking_by_difficulty"].items()}
+    overall = float(stats["median_thinking_tokens"])
+
+    def extra(item: Any, cfg: Any) -> dict[str, Any]:
+        b = cfg.thinking_budget
+        if b is None or b <= 0:
+            return {}
+        length = by_level.get(int(item.metadata.get("level", 0)), overall)
+        prior = gamma_prior_from_lognormal(math.log1p(length), PRIOR_LOG_SIGMA)
+        return {"vllm_xargs": vllm_xargs_for(mode, b, prior, GUIDANCE["guidance_strength"],
+                                             horizon=GUIDANCE["guidance_horizon"])}
+
+    return extra
+
+
 def _median_unlimited(records: list[Any]) -> int:
     lengths = [r.thinking_tokens for r in records if r.thinking_tokens is not None]
     if not lengths:
@@ -89,7 +129,7 @@ def _median_unlimited(records: list[Any]) -> int:
 
 def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: Path, concurrency: int,
                 budgets_from: Path | None = None, progress: bool = True, temperature: float = 0.0,
-                sample_seed: int | None = None) -> Path:
+                sample_seed: int | None = None, guidance: str = "none") -> Path:
     """Run the budget grid for every model (one server at a time) and write ``out_dir/table.json``.
 
     Budgets come from ``budgets_from`` (a ``budgets.json`` written by an earlier
@@ -100,7 +140,10 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
     resumes). ``temperature > 0`` samples instead of decoding greedily; with
     ``sample_seed`` every request carries a seed derived from it and the item
     (:func:`evals.runner.request_seed`), so the sweep is reproducible and its
-    responses are cached like greedy ones.
+    responses are cached like greedy ones. ``guidance="stack"`` serves each
+    model's capped budgets as the embedded stack does (:func:`stack_guidance_extra`:
+    ``soft+hard`` guidance for ``tg-large``, the hard cap for ``tg-small``);
+    option names stay ``model@budget``, since that is what the stack serves.
     """
     from tokenizers import Tokenizer
 
@@ -117,7 +160,8 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
     if budgets_from is not None:
         fixed = {m: list(b) for m, b in json.loads(budgets_from.read_text())["budgets"].items()}
     used: dict[str, Any] = {"split": split, "limit": limit, "seed": seed, "n_items": len(items), "budgets": {},
-                            "median_source": {}, "temperature": temperature, "sample_seed": sample_seed}
+                            "median_source": {}, "temperature": temperature, "sample_seed": sample_seed,
+                            "guidance": guidance}
     all_records: list[Any] = []
     for model in models:
         tok = Tokenizer.from_file(str(model_path(model) / "tokenizer.json"))
@@ -129,7 +173,8 @@ def sweep_split(split: str, limit: int, seed: int, models: list[str], out_dir: P
         with VllmServer(model, log_path=out_dir / f"vllm-{model}.log") as srv:
             base = RunConfig(srv.base_url, model, temperature=temperature, seed=sample_seed, concurrency=concurrency,
                              dataset="testbed",
-                             extra_body={"skip_special_tokens": False})
+                             extra_body={"skip_special_tokens": False},
+                             item_extra=stack_guidance_extra(model) if guidance == "stack" else None)
             if model in fixed:
                 budgets, src = fixed[model], str(budgets_from)
             elif (med := median_thinking_tokens(model)) is not None:
@@ -332,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
     s.add_argument("--sample-seed", type=int, help="run seed of a sampled sweep; each request gets a seed derived from it and the item "
                         "(reproducible, cached)")
+    s.add_argument("--guidance", choices=("none", "stack"), default="none",
+                   help="none: every budget is vLLM's hard cap; stack: as the embedded stack serves them "
+                        "(soft+hard Budget Guidance on tg-large, hard cap on tg-small)")
     s.add_argument("--no-progress", action="store_true")
     c = sub.add_parser("compare", help="uniform budgets vs predictor + knapsack at equal thinking tokens")
     c.add_argument("--test-table", required=True, type=Path)
@@ -351,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.temperature < 0:
             ap.error(f"--temperature: must be >= 0, got {a.temperature}")
         table = sweep_split(a.split, a.limit, a.seed, models, a.out_dir, a.concurrency, a.budgets_from,
-                            not a.no_progress, a.temperature, a.sample_seed)
+                            not a.no_progress, a.temperature, a.sample_seed, a.guidance)
         print(f"table -> {table}")
         return 0
     if (a.train_table is None) == (a.predictor is None):

@@ -34,7 +34,10 @@ class RunConfig:
     is merged in last (guidance modes, ``vllm_xargs``, ...). ``label`` replaces
     the model name in records (e.g. ``"qwen3+guided"``) so options stay apart in
     the wide table. Prices ($ per million tokens) give ``cost_usd`` when the
-    endpoint does not report a cost.
+    endpoint does not report a cost. ``item_extra(item, cfg)``, when set, adds
+    per-item keys to the extra body after ``extra_body`` (e.g. guidance
+    ``vllm_xargs`` whose prior depends on the problem); it is part of the
+    request, so of the cache key.
     """
 
     base_url: str
@@ -53,6 +56,7 @@ class RunConfig:
     price_in_per_m: float | None = None
     price_out_per_m: float | None = None
     dataset: str | None = None
+    item_extra: Callable[[EvalItem, RunConfig], dict[str, Any]] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.mode not in ("vllm", "gateway"):
@@ -114,6 +118,8 @@ def build_request(item: EvalItem, cfg: RunConfig) -> dict[str, Any]:
             extra["thinkgate"] = {**extra["thinkgate"], **v}
         else:
             extra[k] = v
+    if cfg.item_extra is not None:
+        extra.update(cfg.item_extra(item, cfg))
     if extra:
         body["extra_body"] = extra
     return body

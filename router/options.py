@@ -223,6 +223,7 @@ def make_decision(
         raise UnknownModel(f"unknown model {cand.model!r}")
     budget = cand.budget if cand.budget is not None else default_thinking_budget
     mode, note = enforcement_mode(info, budget, guidance_mode)
+    free = next((e.thinking_tokens_mean for e in (req.estimates or ()) if e.option == cand.model), None)
     return Decision(
         model=cand.model,
         thinking_budget=budget,
@@ -233,6 +234,7 @@ def make_decision(
         p_correct=cand.p_correct,
         predicted_thinking_tokens=cand.thinking_tokens if cand.p_correct is not None else None,
         predicted_answer_tokens=cand.answer_tokens if cand.p_correct is not None else None,
+        unconstrained_thinking_tokens=None if free is None else float(free),
     )
 
 

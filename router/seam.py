@@ -102,6 +102,9 @@ class Decision:
     p_correct: float | None = None
     predicted_thinking_tokens: float | None = None
     predicted_answer_tokens: float | None = None
+    #: The model's predicted thinking length with no budget (its unlimited option's estimate): the
+    #: guidance plugin's prior on the total length. ``predicted_thinking_tokens`` is capped at the budget.
+    unconstrained_thinking_tokens: float | None = None
 
 
 class UnknownModel(LookupError):

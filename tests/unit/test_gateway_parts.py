@@ -258,3 +258,27 @@ def test_a_models_own_guidance_mode_overrides_the_policys():
                         Replica("n-0", "http://y", "n", guidance=True)])
     snap = pool.snapshot()
     assert snap.get("m").guidance_mode == "hard" and snap.get("n").guidance_mode is None
+
+
+def test_guidance_prior_is_the_models_unconstrained_length_not_the_capped_one():
+    import dataclasses
+    import math
+
+    from predictors.model import OptionEstimate
+    from router.options import build_candidates, make_decision
+    from thinkgate.gateway.pipeline import with_guidance
+
+    ests = (OptionEstimate("big@40", 0.4, 40.0, 40.0, 5.0, 6.0), OptionEstimate("big", 0.9, 120.0, 150.0, 5.0, 6.0))
+    req = dataclasses.replace(view(model="big"), estimates=ests)
+    snap = BackendPool([Replica(name="b", url="http://b", model="big", guidance=True)]).snapshot()
+    capped = next(c for c in build_candidates(req, snap) if c.option == "big@40")
+    d = make_decision(req, snap, capped, strategy="utility", reason="", guidance_mode="soft+hard")
+    assert d.predicted_thinking_tokens == 40.0 and d.unconstrained_thinking_tokens == 120.0
+    xa = with_guidance(d, 1.0).extra_vllm_args
+    assert math.isclose(xa["think_prior_alpha"] / xa["think_prior_rate"], math.log1p(120.0), rel_tol=1e-6)
+    # without an unlimited estimate, the chosen option's (capped) prediction is the prior
+    only = dataclasses.replace(req, estimates=ests[:1])
+    d2 = make_decision(only, snap, capped, strategy="utility", reason="", guidance_mode="soft+hard")
+    assert d2.unconstrained_thinking_tokens is None
+    xa2 = with_guidance(d2, 1.0).extra_vllm_args
+    assert math.isclose(xa2["think_prior_alpha"] / xa2["think_prior_rate"], math.log1p(40.0), rel_tol=1e-6)

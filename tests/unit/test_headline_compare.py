@@ -82,3 +82,33 @@ def test_distinct_items_have_distinct_prompts_and_stay_in_split() -> None:
     assert {it.metadata["split"] for it in items} == {"test"}
     with pytest.raises(ValueError, match="--limit"):
         distinct_items("test", 0, 3)
+
+
+def test_stack_guidance_sweep_adds_per_problem_guidance_only_where_the_stack_guides():
+    import math
+
+    from evals.datasets import load_testbed
+    from evals.headline import stack_guidance_extra
+    from evals.runner import RunConfig, build_request
+    from guidance.params import parse_extra_args
+    from testbed.models import list_models, thinking_stats
+
+    if not {"tg-small", "tg-large"} <= set(list_models()):
+        pytest.skip("needs the testbed models")
+    assert stack_guidance_extra("tg-small") is None  # the stack pins tg-small to the hard cap
+    extra = stack_guidance_extra("tg-large")
+    items = {it.metadata["level"]: it for it in load_testbed(24, 0, "test")}
+    by_level = thinking_stats("tg-large")["median_thinking_by_difficulty"]
+    means = []
+    for level in (2, 9):
+        body = build_request(items[level], RunConfig("http://x", "tg-large", thinking_budget=35, item_extra=extra))
+        xb = body["extra_body"]
+        assert xb["thinking_token_budget"] == 35  # soft+hard keeps the native cap
+        args = parse_extra_args(xb["vllm_xargs"])  # the plugin accepts it
+        assert (args.budget, args.mode, args.horizon) == (35, "soft+hard", 0)
+        means.append(args.prior_alpha / args.prior_rate)
+        assert math.isclose(means[-1], math.log1p(by_level[str(level)]), rel_tol=1e-6)
+    assert means[0] < means[1]  # the prior follows the problem's difficulty
+    for b in (None, 0):  # nothing to steer: unlimited, or no thinking at all
+        body = build_request(items[2], RunConfig("http://x", "tg-large", thinking_budget=b, item_extra=extra))
+        assert "vllm_xargs" not in body.get("extra_body", {})

@@ -18,23 +18,26 @@ from thinkgate.gateway.validate import ParsedRequest
 
 HARD_MODES = frozenset({"hard", "soft+hard"})
 GUIDED_MODES = frozenset({"soft", "soft+hard", "extend"})
-_LOG_SIGMA = 0.5  # spread of log1p(thinking length) around the predicted mean, when no better is known
+PRIOR_LOG_SIGMA = 0.5  # spread of log1p(thinking length) around the predicted mean, when no better is known
 
 
 def with_guidance(decision: Decision, strength: float, horizon: int = 0) -> Decision:
     """Add the guidance plugin's ``vllm_xargs`` to a decision in a guided mode.
 
     The prior on the total thinking length is the predictor's expected
-    thinking tokens (a log-normal around it, moment-matched to the Gamma the
-    plugin takes); without a prediction the plugin uses its own default.
+    thinking tokens with no budget (the model's unlimited option; else the
+    chosen option's, which the budget caps), a log-normal around it
+    moment-matched to the Gamma the plugin takes; without a prediction the
+    plugin uses its own default.
     """
     if decision.mode not in GUIDED_MODES or decision.thinking_budget is None:
         return decision
     from guidance.xargs import gamma_prior_from_lognormal, vllm_xargs_for
 
     prior = None
-    if decision.predicted_thinking_tokens and decision.predicted_thinking_tokens > 0:
-        prior = gamma_prior_from_lognormal(math.log1p(decision.predicted_thinking_tokens), _LOG_SIGMA)
+    length = decision.unconstrained_thinking_tokens or decision.predicted_thinking_tokens
+    if length and length > 0:
+        prior = gamma_prior_from_lognormal(math.log1p(length), PRIOR_LOG_SIGMA)
     xargs = vllm_xargs_for(decision.mode, decision.thinking_budget, prior, strength, horizon=horizon)
     return dataclasses.replace(decision, extra_vllm_args={**decision.extra_vllm_args, **xargs})
 
