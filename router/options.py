@@ -92,7 +92,11 @@ def build_candidates(req: RequestView, snapshot: RoutingSnapshot, pricing: Prici
     A request naming a backend model keeps only that model's options; a name
     that is neither a model nor an alias raises :class:`UnknownModel`.
     ``max_thinking_tokens`` caps every option's budget (so an unlimited option
-    becomes a budgeted one) and its predicted thinking length.
+    becomes a budgeted one) and its predicted thinking length. Where the cap
+    binds (the option's predicted thinking exceeds it), the capped option's
+    P(correct) is that of the same model's largest budget at or below the cap,
+    when the predictor has one: the capped run can do no better than its
+    thinking allows, so the uncapped option's estimate would overstate it.
     """
     named = snapshot.get(req.model)
     if named is None and req.model not in snapshot.aliases:
@@ -107,6 +111,13 @@ def build_candidates(req: RequestView, snapshot: RoutingSnapshot, pricing: Prici
             rows.append((e.option, e.p_correct, e.thinking_tokens_mean, e.answer_tokens_mean))
     else:
         rows = [(m.name, None, None, None) for m in snapshot.models]
+    # Per model: (budget, p) of the options that fit under the cap, for estimates of capped options.
+    under_cap: dict[str, tuple[int, float]] = {}
+    if cap is not None:
+        for option, p, _, _ in rows:
+            m, b = parse_option(option)
+            if p is not None and b is not None and b <= cap and (m not in under_cap or b > under_cap[m][0]):
+                under_cap[m] = (b, float(p))
     for option, p, think, answer in rows:
         model, budget = parse_option(option)
         info = snapshot.get(model)
@@ -117,6 +128,8 @@ def build_candidates(req: RequestView, snapshot: RoutingSnapshot, pricing: Prici
         if budget is not None:
             t = min(t, float(budget))
         if cap is not None and (budget is None or budget > cap):
+            if p is not None and t > cap and model in under_cap:
+                p = min(float(p), under_cap[model][1])
             budget, t = cap, min(t, float(cap))
         name = option if budget == parse_option(option)[1] else f"{model}@{budget}"
         cand = Candidate(name, model, budget, None if p is None else float(p), t, a,

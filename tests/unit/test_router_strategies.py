@@ -56,8 +56,15 @@ def test_max_thinking_tokens_caps_budgets_and_merges_options():
     cands = build_candidates(view(est("big", 0.8, 900), est("big@4096", 0.7, 900), est("big@128", 0.4, 100),
                                   max_thinking_tokens=512), SNAP)
     by = {c.option: c for c in cands}
-    assert set(by) == {"big@512", "big@128"}  # unlimited and 4096 both become 512; the likelier is kept
-    assert by["big@512"].p_correct == 0.8 and by["big@512"].thinking_tokens == 512
+    assert set(by) == {"big@512", "big@128"}  # unlimited and 4096 both become 512
+    # They would think 900 tokens, so the cap binds: P(correct) is the largest budget under the cap's.
+    assert by["big@512"].p_correct == 0.4 and by["big@512"].thinking_tokens == 512
+    # A cap that does not bind (predicted thinking 300 < 512) keeps the option's own estimate.
+    cands = build_candidates(view(est("big", 0.8, 300), est("big@128", 0.4, 100), max_thinking_tokens=512), SNAP)
+    assert {c.option: c.p_correct for c in cands} == {"big@512": 0.8, "big@128": 0.4}
+    # Without an option under the cap there is nothing better to use than the option's own estimate.
+    cands = build_candidates(view(est("big", 0.8, 900), max_thinking_tokens=64), SNAP)
+    assert [(c.option, c.p_correct) for c in cands] == [("big@64", 0.8)]
 
 
 def test_named_model_keeps_only_its_options_and_unknown_names_fail():
