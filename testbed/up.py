@@ -152,13 +152,20 @@ def run_up(args: argparse.Namespace) -> int:
         print("\nstopping ...", flush=True)
         return 0
     finally:
-        signal.signal(signal.SIGTERM, old)
-        if gateway is not None and gateway.poll() is None:
-            try:
-                os.killpg(gateway.pid, signal.SIGTERM)
-                gateway.wait(15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(gateway.pid, signal.SIGKILL)
-        for s in servers:
-            s.stop()
-        print("stopped: gateway and vLLM servers", flush=True)
+        # A second Ctrl-C or SIGTERM (a user pressing Ctrl-C twice, a supervisor repeating its
+        # signal) must not cut the cleanup short and orphan the servers: ignore both until done.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            if gateway is not None and gateway.poll() is None:
+                try:
+                    os.killpg(gateway.pid, signal.SIGTERM)
+                    gateway.wait(15)
+                except (ProcessLookupError, subprocess.TimeoutExpired):
+                    os.killpg(gateway.pid, signal.SIGKILL)
+            for s in servers:
+                s.stop()
+            print("stopped: gateway and vLLM servers", flush=True)
+        finally:
+            signal.signal(signal.SIGTERM, old)
+            signal.signal(signal.SIGINT, old_int)

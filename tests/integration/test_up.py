@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.skipif(not list_models(), reason="no testbed models under testbed/models")
-def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path):
+def test_up_serves_then_stops_cleanly_on_sigterm_even_when_signalled_again(tmp_path):
     model = list_models()[0]
     gport, vport = free_port(), free_port()
     log = tmp_path / "up.log"
@@ -42,6 +42,12 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path):
         assert r.status_code == 200 and r.json()["thinkgate"]["model"] == model
         assert (tmp_path / "run" / "thinkgate.toml").exists() and (tmp_path / "run" / f"vllm-{model}.log").exists()
         proc.send_signal(signal.SIGTERM)
+        # A second signal while it cleans up (Ctrl-C pressed twice) must not orphan the servers.
+        deadline = time.monotonic() + 30
+        while "stopping ..." not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
         assert "stopped: gateway and vLLM servers" in log.read_text()
         time.sleep(1)
