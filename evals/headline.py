@@ -83,10 +83,11 @@ def budgets_for(model: str, median: int | None) -> list[int | None]:
 def stack_guidance_extra(model: str) -> Any:
     """``item_extra`` for :class:`evals.runner.RunConfig` that serves ``model`` as the embedded stack does.
 
-    Returns None when the stack enforces this model's budgets with the hard cap
-    alone (``testbed.stack.GUIDANCE_MODE_BY_MODEL``); else a function adding the
-    guidance plugin's ``vllm_xargs`` (the stack's mode, strength and horizon)
-    to every capped request (budget > 0). The prior on the total thinking
+    The mode, strength and horizon are read from the stack's own gateway config
+    (``testbed.stack.default_gateway_config``: the backend's ``guidance_mode``,
+    else the router's). Returns None when that mode is the hard cap alone;
+    else a function adding the guidance plugin's ``vllm_xargs`` to every
+    capped request (budget > 0). The prior on the total thinking
     length is the model's median unlimited thinking at the problem's difficulty
     (``thinking_stats.json``), a log-normal with the gateway's spread: what
     the structural predictor's length head reports for the model's unlimited
@@ -96,10 +97,12 @@ def stack_guidance_extra(model: str) -> Any:
 
     from guidance.xargs import gamma_prior_from_lognormal, vllm_xargs_for
     from testbed.models import thinking_stats
-    from testbed.stack import GUIDANCE, GUIDANCE_MODE_BY_MODEL
+    from testbed.stack import default_gateway_config
     from thinkgate.gateway.pipeline import PRIOR_LOG_SIGMA
 
-    mode = GUIDANCE_MODE_BY_MODEL.get(model, GUIDANCE["guidance_mode"])
+    cfg = default_gateway_config([model])
+    router = cfg["router"]
+    mode = cfg["backends"][0].get("guidance_mode") or router.get("guidance_mode", "hard")
     if mode == "hard":
         return None
     stats = thinking_stats(model)
@@ -108,14 +111,14 @@ def stack_guidance_extra(model: str) -> Any:
     by_level = {int(k): float(v) for k, v in stats["median_thinking_by_difficulty"].items()}
     overall = float(stats["median_thinking_tokens"])
 
-    def extra(item: Any, cfg: Any) -> dict[str, Any]:
-        b = cfg.thinking_budget
+    def extra(item: Any, run: Any) -> dict[str, Any]:
+        b = run.thinking_budget
         if b is None or b <= 0:
             return {}
         length = by_level.get(int(item.metadata.get("level", 0)), overall)
         prior = gamma_prior_from_lognormal(math.log1p(length), PRIOR_LOG_SIGMA)
-        return {"vllm_xargs": vllm_xargs_for(mode, b, prior, GUIDANCE["guidance_strength"],
-                                             horizon=GUIDANCE["guidance_horizon"])}
+        return {"vllm_xargs": vllm_xargs_for(mode, b, prior, router["guidance_strength"],
+                                             horizon=router["guidance_horizon"])}
 
     return extra
 

@@ -131,15 +131,11 @@ class RemainingLengthModel:
         pairs = torch.stack([self.tok_mu[ids], self.tok_conc[ids]], dim=1)
         zero = torch.zeros(1, 2, dtype=pairs.dtype, device=pairs.device)
         uniq, inv = torch.unique(torch.cat([zero, pairs]), dim=0, return_inverse=True)
-        # column 0 must be the offset-free token: move (0, 0) to the front
-        z = int(inv[0])
-        order = torch.cat([torch.tensor([z], device=uniq.device),
-                           torch.tensor([i for i in range(uniq.shape[0]) if i != z], dtype=torch.long,
-                                        device=uniq.device)])
-        pos = torch.empty_like(order)
-        pos[order] = torch.arange(order.numel(), device=order.device)
+        # column 0 must be the offset-free pair (inv[0]); the others keep their order
+        order = torch.argsort((torch.arange(len(uniq), device=uniq.device) != inv[0]).to(torch.int8), stable=True)
+        rank = torch.argsort(order)
         uniq = uniq[order]
-        return SparseTable(ids, uniq[:, 0][None, :], uniq[:, 1][None, :], (ids == end_id)[None, :], pos[inv[1:]])
+        return SparseTable(ids, uniq[:, 0][None, :], uniq[:, 1][None, :], (ids == end_id)[None, :], rank[inv[1:]])
 
     def to(self, device: torch.device | str) -> RemainingLengthModel:
         """The same model with its tensors on ``device``."""

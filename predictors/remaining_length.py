@@ -180,7 +180,6 @@ def fit(train: Examples, steps: int = 1500, lr: float = 0.05, l2_tok: float = 1e
     groups = sorted({key(t) for t in tokens})
     gidx = {g: i for i, g in enumerate(groups)}
     index = {t: gidx[key(t)] for t in tokens}
-    vocab = groups
     x = torch.from_numpy(train.x)
     tok = torch.tensor([index[c] for c in train.cand])
     y = torch.log1p(torch.from_numpy(train.rem))
@@ -190,8 +189,8 @@ def fit(train: Examples, steps: int = 1500, lr: float = 0.05, l2_tok: float = 1e
     with torch.no_grad():  # start at "the prior says where it ends", moderately concentrated
         w_mu[FEATURES.index("log_prior_rem")] = 1.0
         w_conc[0] = 2.0
-    t_mu = torch.zeros(len(vocab), requires_grad=True)
-    t_conc = torch.zeros(len(vocab), requires_grad=True)
+    t_mu = torch.zeros(len(groups), requires_grad=True)
+    t_conc = torch.zeros(len(groups), requires_grad=True)
     opt = torch.optim.Adam([w_mu, w_conc, t_mu, t_conc], lr=lr)
     for _ in range(steps):
         opt.zero_grad()
